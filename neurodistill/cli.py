@@ -1,0 +1,211 @@
+"""Command line: one click command per stage; each parses options and calls one stage function.
+
+User errors (ours, typed in `errors.py`, and click's usage errors) print one line,
+`error: ...`, and exit with status 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import NeurodistillError
+
+# flag -> (config path, click type, help). Every default is None: only flags the user gives
+# override the config file, which overrides the dataclass defaults.
+TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("--model", "model", str, "registered model; 'neurodistill models' lists them [snn_digits]"),
+    ("--dataset", "dataset", str, "digits | synthetic | cifar10 | cifar100 | imagenet | cifar10-dvs | dvs-gesture [digits]"),
+    ("--data-dir", "data_dir", click.Path(file_okay=False), "directory holding the dataset (never downloaded)"),
+    ("--method", "method", str, "none | tet | kd | tser [none]"),
+    ("--teacher", "teacher", click.Path(dir_okay=False), "ANN teacher checkpoint (kd, tser)"),
+    ("--timesteps", "timesteps", int, "time steps T for spiking models [4]"),
+    ("--epochs", "epochs", int, "epochs [30]"),
+    ("--batch-size", "batch_size", int, "batch size per process [64]"),
+    ("--optimizer", "optimizer", click.Choice(["sgd", "adamw"]), "optimizer [sgd]"),
+    ("--lr", "lr", float, "peak learning rate [0.1]"),
+    ("--momentum", "momentum", float, "SGD momentum [0.9]"),
+    ("--weight-decay", "weight_decay", float, "weight decay on conv/linear weights [5e-4]"),
+    ("--schedule", "schedule", click.Choice(["cosine", "constant"]), "learning-rate schedule [cosine]"),
+    ("--amp/--no-amp", "amp", bool, "mixed precision on CUDA [on]"),
+    ("--seed", "seed", int, "random seed [0]"),
+    ("--device", "device", click.Choice(["auto", "cpu", "cuda"]), "device [auto]"),
+    ("--backend", "backend", click.Choice(["auto", "torch", "cuda", "triton", "cupy"]),
+     "spikingjelly neuron kernels on CUDA; cupy is an alias of cuda in spikingjelly 2.x [auto]"),
+    ("--workers", "workers", int, "DataLoader worker processes [0]"),
+    ("--limit-train-batches", "limit_train_batches", int, "stop each epoch after N batches (smoke tests) [0 = all]"),
+    ("--out", "out", click.Path(), "run directory [runs/train]"),
+    ("--tensorboard/--no-tensorboard", "tensorboard", bool, "write TensorBoard events to OUT/tb [off]"),
+    ("--neuron", "neuron.kind", click.Choice(["lif", "if"]), "neuron model [lif]"),
+    ("--tau", "neuron.tau", float, "LIF membrane time constant [2.0]"),
+    ("--decay-input/--no-decay-input", "neuron.decay_input", bool, "LIF input is divided by tau [on]"),
+    ("--v-threshold", "neuron.v_threshold", float, "firing threshold [1.0]"),
+    ("--reset", "neuron.reset", click.Choice(["hard", "soft"]), "hard: v -> v_reset (Loihi 2); soft: v -= threshold [hard]"),
+    ("--v-reset", "neuron.v_reset", float, "hard reset value [0.0]"),
+    ("--detach-reset/--no-detach-reset", "neuron.detach_reset", bool, "no gradient through the reset [on]"),
+    ("--surrogate", "neuron.surrogate", click.Choice(["atan", "sigmoid", "piecewise_quadratic", "erf"]), "surrogate gradient [atan]"),
+    ("--surrogate-alpha", "neuron.surrogate_alpha", float, "surrogate sharpness [spikingjelly's default]"),
+    ("--alpha", "loss.alpha", float, "distillation weight; CE gets 1 - alpha [0.5]"),
+    ("--kd-temperature", "loss.temperature", float, "softmax temperature tau of kd/tser [5.0]"),
+    ("--lam", "loss.lam", float, "tser entropy weight lambda [0.01]"),
+    ("--kl-tau-squared/--no-kl-tau-squared", "loss.kl_tau_squared", bool, "scale KL by tau^2 [on]"),
+    ("--entropy-on-softened/--no-entropy-on-softened", "loss.entropy_on_softened", bool, "tser: entropy of softmax_tau [on]"),
+    ("--separate-ce/--no-separate-ce", "loss.separate_ce", bool, "tser: CE on each step's output [on]"),
+    ("--separate-kl/--no-separate-kl", "loss.separate_kl", bool, "tser: KL on each step's output [on]"),
+    ("--augment/--no-augment", "data.augment", bool, "random crop + flip on the train split [on]"),
+    ("--autoaugment/--no-autoaugment", "data.autoaugment", bool, "CIFAR AutoAugment policy [off]"),
+    ("--cutout", "data.cutout", int, "Cutout side in pixels, 0 = off [0]"),
+    ("--frames", "data.frames", int, "event datasets: frames per sample [16]"),
+    ("--image-size", "data.image_size", int, "ImageNet crop size [224]"),
+    ("--synthetic-shape", "data.synthetic_shape", str, "synthetic: sample shape, e.g. 3,32,32 [3,32,32]"),
+    ("--synthetic-classes", "data.synthetic_classes", int, "synthetic: classes [10]"),
+    ("--synthetic-size", "data.synthetic_size", int, "synthetic: train samples [256]"),
+]
+
+
+class CLI(click.Group):
+    """A click group whose user errors are one line and exit status 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(2)
+        except NeurodistillError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def _show_progress() -> bool:
+    # Bars on a terminal only: logs and CI get one line per epoch instead.
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@click.group(cls=CLI, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="neurodistill")
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def main(verbose: bool) -> None:
+    """neurodistill: distil, export to Loihi 2, simulate and report spiking neural networks."""
+    _setup_logging(verbose)
+
+
+def _with_train_options(fn):
+    for flag, dest, tp, help_ in reversed(TRAIN_OPTIONS):
+        name = "opt_" + dest.replace(".", "__")
+        if tp is bool:
+            fn = click.option(flag, name, default=None, help=help_)(fn)
+        else:
+            fn = click.option(flag, name, type=tp, default=None, help=help_)(fn)
+    return fn
+
+
+def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Nested config overrides from the flags that were given."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if not key.startswith("opt_") or value is None:
+            continue
+        path = key[4:].split("__")
+        if path[-1] == "synthetic_shape":
+            value = _int_list("--synthetic-shape", value)
+        node = out
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    return out
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of integers (e.g. 3,32,32)") from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"{flag} {text!r}: every size must be >= 1")
+    return values
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML config; flags override it")
+@click.option("--ablation", type=click.Choice(["kd", "ts_kl", "ts_ce", "ts_both", "ts_both_er"]),
+              help="tser: one of TSER's Table 3 configurations (sets the separate_* switches and lam)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last.pt")
+@click.option("--overwrite", is_flag=True, help="replace a run that already exists in --out")
+@_with_train_options
+def train(config_file: str | None, ablation: str | None, resume: bool, overwrite: bool, **kwargs: Any) -> None:
+    """Train an ANN teacher or distil a spiking student.
+
+    \b
+    Teacher:  neurodistill train --model ann_digits --out runs/teacher
+    Student:  neurodistill train --model snn_digits --method tser --teacher runs/teacher/best.pt --out runs/student
+    Several processes: torchrun --nproc_per_node 2 -m neurodistill.cli train ...
+    """
+    from .config import read_config_file, resolve
+    from .train import train as run_train
+
+    overrides = _overrides(kwargs)
+    if ablation:
+        from .distill import TSER_ABLATION
+
+        overrides.setdefault("loss", {}).update(TSER_ABLATION[ablation])
+    file_values = read_config_file(config_file) if config_file else {}
+    where = f"config file {config_file!r}" if config_file else "options"
+    cfg = resolve(file_values, overrides, where)
+    if resume and not config_file and (Path(cfg.out) / "config.yaml").is_file():
+        # Resuming: the run's own resolved config, with only the flags given now on top.
+        cfg = resolve(read_config_file(Path(cfg.out) / "config.yaml"), overrides, f"{cfg.out}/config.yaml")
+    summary = run_train(cfg, resume=resume, overwrite=overwrite, progress=_show_progress())
+    click.echo(f"test accuracy {summary['test_acc']:.4f} after {summary['epochs']} epochs "
+               f"({summary['train_seconds']:.1f} s); run in {cfg.out}")
+
+
+@main.command()
+def models() -> None:
+    """List the registered models (spiking students and their ANN twins)."""
+    from .models import list_models
+
+    specs = list_models()
+    width = max(len(s.name) for s in specs)
+    click.echo(f"{'name':<{width}}  {'kind':<7}  {'twin':<{width}}  description")
+    for s in specs:
+        click.echo(f"{s.name:<{width}}  {'spiking' if s.spiking else 'ANN':<7}  {s.twin:<{width}}  {s.description}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo directory")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
+def demo(out: str, seed: int) -> None:
+    """The whole chain on the built-in digits dataset, no download.
+
+    Trains an ANN teacher, then a spiking student (T=4) with TSER; each stage writes its
+    files into a subdirectory of OUT.
+    """
+    from .demo import run_demo
+
+    result = run_demo(Path(out), seed=seed, progress=_show_progress())
+    click.echo(result)
+
+
+if __name__ == "__main__":
+    main()

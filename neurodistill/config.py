@@ -1,0 +1,172 @@
+"""Training configuration: dataclasses with defaults, loaded from YAML/TOML, overridden by flags.
+
+A config file mirrors the dataclasses: top-level keys of `TrainConfig`, with the nested
+sections `neuron:`, `loss:` and `data:`. Unknown keys and wrong types are `ConfigError`s
+that name the file, the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data import DataOptions
+from .distill.losses import LossConfig
+from .errors import ConfigError
+from .models.neurons import NeuronConfig
+
+
+@dataclass
+class TrainConfig:
+    model: str = "snn_digits"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    method: str = "none"  # none | tet | kd | tser (kd and tser need --teacher)
+    teacher: str | None = None  # path of an ANN teacher checkpoint
+    timesteps: int = 4  # T; ignored for ANN models; event data uses its own frame count
+    epochs: int = 30
+    batch_size: int = 64  # per process; under torchrun the global batch is this x world size
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4  # on conv/linear weights only, never on BN or biases
+    schedule: str = "cosine"  # cosine (per iteration, to 0) | constant
+    amp: bool = True  # mixed precision; only ever used on CUDA
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    backend: str = "auto"  # spikingjelly neuron kernels on CUDA: auto | torch | cuda | triton
+    workers: int = 0  # DataLoader worker processes
+    limit_train_batches: int = 0  # > 0: stop each epoch after that many batches (smoke tests)
+    out: str = "runs/train"
+    tensorboard: bool = False
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+
+CHOICES = {
+    "optimizer": ("sgd", "adamw"),
+    "schedule": ("cosine", "constant"),
+    "device": ("auto", "cpu", "cuda"),
+    "backend": ("auto", "torch", "cuda", "triton", "cupy"),
+}
+POSITIVE = ("timesteps", "epochs", "batch_size")
+
+
+def _plain(d: Any) -> Any:
+    """Tuples to lists, so YAML and JSON hold plain types."""
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, list | tuple):
+        return [_plain(v) for v in d]
+    return d
+
+
+def _check_type(where: str, key: str, value: Any, tp: Any) -> Any:
+    """`value` converted to annotation `tp`, or a ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errs = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(where, key, value, a)
+            except ConfigError as e:
+                errs.append(e)
+        raise errs[0]
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: {key} = {value!r} has the wrong type; expected a list of integers")
+        return tuple(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:  # pragma: no cover - an annotation this loader does not know is a bug
+        raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+    if not ok:
+        raise ConfigError(f"{where}: {key} = {value!r} has the wrong type; expected {tp.__name__}")
+    return float(value) if tp is float else value
+
+
+def build(cls: type, values: dict[str, Any], where: str, prefix: str = "") -> Any:
+    """Instantiate dataclass `cls` from `values`, checking keys and types recursively."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {prefix + unknown[0]!r}; allowed keys{' in ' + prefix.rstrip('.') if prefix else ''}: "
+            f"{', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        tp = hints[name]
+        if is_dataclass(tp):
+            kwargs[name] = build(tp, value, where, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(where, prefix + name, value, tp)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a YAML (.yaml/.yml) or TOML (.toml) file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    text = p.read_text()
+    try:
+        data = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"config file {str(p)!r} is not valid {'TOML' if p.suffix == '.toml' else 'YAML'}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Defaults, then the file, then the flags; validated."""
+    cfg = build(TrainConfig, merge(file_values, overrides), where)
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{where}: {key} = {getattr(cfg, key)!r} is not allowed; choose one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} is not allowed; it must be >= 1")
+    if cfg.lr <= 0:
+        raise ConfigError(f"{where}: lr = {cfg.lr} is not allowed; it must be > 0")
+    return cfg
+
+
+def defaults_of(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}

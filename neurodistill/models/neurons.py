@@ -1,0 +1,95 @@
+"""Spiking neuron settings and the spikingjelly neurons built from them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+
+from torch import nn
+
+from ..errors import ConfigError
+
+# surrogate name -> (spikingjelly class name, default alpha as spikingjelly defines it)
+SURROGATES = {
+    "atan": ("ATan", 2.0),
+    "sigmoid": ("Sigmoid", 4.0),
+    "piecewise_quadratic": ("PiecewiseQuadratic", 1.0),
+    "erf": ("Erf", 2.0),
+}
+NEURON_KINDS = ("lif", "if")
+RESETS = ("hard", "soft")
+# spikingjelly 2.x chooses its CUDA kernels with this variable (its CuPy kernels of 0.0.0.0.14
+# became the native "cuda" implementation); on the CPU the torch implementation always runs.
+BACKENDS = ("auto", "torch", "cuda", "triton", "cupy")
+_BACKEND_ENV = "SJ_LIF_CUDA_IMPLEMENTATION"
+
+
+@dataclass
+class NeuronConfig:
+    kind: str = "lif"  # lif | if
+    tau: float = 2.0  # membrane time constant in steps (LIF only)
+    decay_input: bool = True  # spikingjelly: H = V + (X - (V - V_reset)) / tau
+    v_threshold: float = 1.0
+    reset: str = "hard"  # hard: V -> v_reset after a spike (what Loihi 2 runs); soft: V -= threshold
+    v_reset: float = 0.0  # hard reset value
+    detach_reset: bool = True  # no gradient through the reset, as in TET, SEW and rate-BP
+    surrogate: str = "atan"
+    surrogate_alpha: float | None = None  # None: spikingjelly's default for that surrogate
+
+    def __post_init__(self) -> None:
+        _choice("neuron.kind", self.kind, NEURON_KINDS)
+        _choice("neuron.reset", self.reset, RESETS)
+        _choice("neuron.surrogate", self.surrogate, tuple(SURROGATES))
+        if self.kind == "lif" and not self.tau > 1.0:
+            raise ConfigError(f"neuron.tau = {self.tau} is not allowed; LIF needs tau > 1")
+        if not self.v_threshold > 0:
+            raise ConfigError(f"neuron.v_threshold = {self.v_threshold} is not allowed; it must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> NeuronConfig:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown neuron setting(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} = {value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def make_neuron(cfg: NeuronConfig) -> nn.Module:
+    """A multi-step spikingjelly neuron: input `[T, B, ...]`, output spikes of the same shape."""
+    from spikingjelly.activation_based import neuron, surrogate
+
+    cls_name, default_alpha = SURROGATES[cfg.surrogate]
+    sg = getattr(surrogate, cls_name)(alpha=cfg.surrogate_alpha or default_alpha)
+    common = dict(
+        v_threshold=cfg.v_threshold,
+        v_reset=cfg.v_reset if cfg.reset == "hard" else None,
+        surrogate_function=sg,
+        detach_reset=cfg.detach_reset,
+        step_mode="m",
+    )
+    if cfg.kind == "if":
+        return neuron.IFNode(**common)
+    return neuron.LIFNode(tau=cfg.tau, decay_input=cfg.decay_input, **common)
+
+
+def select_backend(name: str) -> None:
+    """Pick spikingjelly's neuron kernels on CUDA (auto, torch, cuda or triton)."""
+    _choice("backend", name, BACKENDS)
+    name = "cuda" if name == "cupy" else name
+    os.environ[_BACKEND_ENV] = name
+    # The choice is read when spikingjelly's ops load; if they already have, update it there.
+    try:
+        from spikingjelly._ops.lif import _selection
+    except ImportError:  # pragma: no cover - layout of another spikingjelly version
+        return
+    _selection._requested = name
+    _selection._selections.clear()

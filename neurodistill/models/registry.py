@@ -1,0 +1,84 @@
+"""Model registry: `@register_model` factories and `create_model(name, **kwargs)` (as timm)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import ModelError
+from .neurons import NeuronConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    factory: Callable[..., nn.Module]
+    spiking: bool
+    description: str
+    twin: str  # the ANN twin of a spiking model, or the spiking twin of an ANN
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, spiking: bool, twin: str, description: str):
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelSpec(name, fn, spiking, description, twin)
+        return fn
+
+    return deco
+
+
+def _load() -> None:
+    from . import resnet, sew_resnet, small, vgg  # noqa: F401  (registration on import)
+
+
+def list_models() -> list[ModelSpec]:
+    _load()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_spec(name: str) -> ModelSpec:
+    _load()
+    if name not in _REGISTRY:
+        raise ModelError(
+            f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))} "
+            "(run 'neurodistill models' for descriptions)"
+        )
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    neuron: NeuronConfig | dict | None = None,
+) -> nn.Module:
+    """Build a registered model.
+
+    Shape:
+        spiking: Input `(T, B, C, H, W)`, output logits `(T, B, K)`, one vector per step.
+        ANN: Input `(B, C, H, W)`, output `(B, K)`.
+    """
+    spec = get_spec(name)
+    if num_classes < 1 or in_channels < 1:
+        raise ModelError(f"model {name!r}: num_classes={num_classes}, in_channels={in_channels}; both must be >= 1")
+    if spec.spiking:
+        cfg = neuron if isinstance(neuron, NeuronConfig) else NeuronConfig.from_dict(neuron)
+        model = spec.factory(num_classes=num_classes, in_channels=in_channels, neuron=cfg)
+    else:
+        model = spec.factory(num_classes=num_classes, in_channels=in_channels)
+    model.model_name = name
+    return model
+
+
+def register_twins(name: str, build: Callable[..., nn.Module], label: str) -> None:
+    """Register `snn_<name>` and its ANN twin `ann_<name>` from one `build(K, C, neuron|None)`."""
+    register_model(f"snn_{name}", spiking=True, twin=f"ann_{name}", description=f"spiking {label}")(
+        lambda num_classes, in_channels, neuron: build(num_classes, in_channels, neuron)
+    )
+    register_model(f"ann_{name}", spiking=False, twin=f"snn_{name}", description=f"ANN {label}, ReLU (teacher)")(
+        lambda num_classes, in_channels: build(num_classes, in_channels, None)
+    )

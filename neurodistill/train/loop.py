@@ -1,0 +1,392 @@
+"""The training loop: ANN teachers and spiking students, BPTT, one process or torchrun.
+
+One function, `train(cfg)`, does everything; the CLI only parses options and calls it. Every
+epoch ends with an evaluation and an atomic `last.pt`, so a run killed at any moment resumes
+from its last finished epoch and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import random
+import resource
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+from ..config import TrainConfig
+from ..data import DatasetInfo, load_dataset
+from ..distill import get_method
+from ..errors import CheckpointError, ConfigError, MethodError
+from ..models import create_model, get_spec, select_backend
+from . import distributed
+from .checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .evaluate import step_correct
+
+log = logging.getLogger(__name__)
+LOSS_PARTS = ("loss", "task", "distill", "reg", "ce", "kl", "entropy")
+
+
+def seed_everything(seed: int) -> None:
+    """The one place seeds are set: the same seed on the CPU gives the same weights."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but CUDA is not available here; use --device cpu or auto")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def model_meta(name: str, info: DatasetInfo, cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild the model without guessing (as nanoGPT does)."""
+    spiking = get_spec(name).spiking
+    return {
+        "name": name,
+        "num_classes": info.num_classes,
+        "in_channels": info.input_shape[0],
+        "spiking": spiking,
+        "neuron": cfg.neuron.to_dict() if spiking else None,
+    }
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    meta = ckpt["model"]
+    try:
+        model = create_model(meta["name"], meta["num_classes"], meta["in_channels"], meta.get("neuron"))
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} has an incomplete model description ({e})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()[:200]
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: its weights do not fit model {meta['name']!r} ({first})"
+        ) from None
+    return model
+
+
+def load_teacher(path: str, info: DatasetInfo, device: torch.device) -> nn.Module:
+    """A frozen ANN teacher that fits this dataset, or a CheckpointError that says why not."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt["model"]
+    if meta.get("spiking"):
+        raise CheckpointError(
+            f"teacher checkpoint {path!r} holds the spiking model {meta['name']!r}; kd and tser need an ANN "
+            "teacher (train one with --model ann_...)"
+        )
+    for key, want in (("num_classes", info.num_classes), ("in_channels", info.input_shape[0])):
+        if meta.get(key) != want:
+            raise CheckpointError(
+                f"teacher checkpoint {path!r} has {key} = {meta.get(key)}, but dataset {info.name!r} needs {want}"
+            )
+    teacher = model_from_checkpoint(ckpt, path).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only: never on BatchNorm parameters or biases."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_memory_allocated"
+    # Linux reports ru_maxrss in KiB: the whole process's peak resident memory.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process_max_rss"
+
+
+class Inputs:
+    """Direct encoding: a static image is repeated T times; event frames come time-first.
+
+    Shape:
+        static batch `(B, C, H, W)` -> student `(T, B, C, H, W)`, teacher `(B, C, H, W)`;
+        event batch `(B, T, C, H, W)` -> student `(T, B, C, H, W)`, teacher the time-mean.
+    """
+
+    def __init__(self, info: DatasetInfo, timesteps: int, spiking: bool) -> None:
+        self.event = info.frames is not None
+        self.timesteps = info.frames if self.event else (timesteps if spiking else 1)
+        self.spiking = spiking
+
+    def student(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.spiking:
+            return x.mean(1) if self.event else x
+        if self.event:
+            return x.transpose(0, 1).contiguous()
+        return x.unsqueeze(0).repeat(self.timesteps, *([1] * x.dim()))
+
+    def teacher(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1) if self.event else x
+
+
+def _loader(ds, cfg: TrainConfig, d: distributed.Dist, train: bool, epoch: int = 0) -> DataLoader:
+    if not train:
+        # Shard the test set without padding so reduced accuracies count each sample once.
+        ds = Subset(ds, range(d.rank, len(ds), d.world)) if d.enabled else ds
+        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+    if d.enabled:
+        sampler = DistributedSampler(ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    else:
+        # A generator seeded per epoch makes the order independent of how the run got here
+        # (uninterrupted or resumed).
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=False)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, inputs: Inputs, device, d: distributed.Dist) -> dict[str, Any]:
+    model.eval()
+    T = inputs.timesteps if inputs.spiking else 1
+    sums = torch.zeros(2 + 2 * T, dtype=torch.float64)  # loss, n, alone[T], mean[T]
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(inputs.student(x))
+        out = out if inputs.spiking else out.unsqueeze(0)
+        alone, mean = step_correct(out.float(), y)
+        sums[0] += torch.nn.functional.cross_entropy(out.float().mean(0), y, reduction="sum").item()
+        sums[1] += len(y)
+        sums[2 : 2 + T] += alone.double().cpu()
+        sums[2 + T :] += mean.double().cpu()
+    sums = distributed.reduce_sum(d, sums)
+    n = max(sums[1].item(), 1.0)
+    alone, mean = (sums[2 : 2 + T] / n).tolist(), (sums[2 + T :] / n).tolist()
+    return {
+        "loss": sums[0].item() / n,
+        "acc": mean[-1],
+        "per_timestep": [{"t": t + 1, "alone": a, "running_mean": m} for t, (a, m) in enumerate(zip(alone, mean, strict=True))],
+    }
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    last = out / "last.pt"
+    if resume and not last.is_file():
+        raise CheckpointError(f"--resume: there is no {str(last)!r} to resume from; run without --resume first")
+    if not resume and last.exists() and not overwrite:
+        raise ConfigError(
+            f"--out {str(out)!r} already holds a run (last.pt); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train `cfg.model` on `cfg.dataset` with `cfg.method`; write the run directory; return the summary."""
+    loss_fn, needs_teacher = get_method(cfg.method)
+    spec = get_spec(cfg.model)
+    if needs_teacher and not cfg.teacher:
+        raise MethodError(f"method {cfg.method!r} needs --teacher CKPT (an ANN trained with 'neurodistill train --model ann_...')")
+    if cfg.teacher and not needs_teacher:
+        raise MethodError(f"--teacher is given but method {cfg.method!r} does not use a teacher; use kd or tser")
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    d = distributed.setup(device.type)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        if d.main:
+            prepare_out_dir(out, resume, overwrite)
+            atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(_yaml(cfg.to_dict())))
+        distributed.barrier(d)
+        return _train(cfg, spec, loss_fn, out, device, d, resume, progress)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: bool) -> dict[str, Any]:
+    seed_everything(cfg.seed)
+    select_backend(cfg.backend)
+    train_ds, test_ds, info = load_dataset(cfg.dataset, cfg.data_dir, cfg.data)
+    meta = model_meta(cfg.model, info, cfg)
+    model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None).to(device)
+    teacher = load_teacher(cfg.teacher, info, device) if cfg.teacher else None
+    inputs = Inputs(info, cfg.timesteps, spec.spiking)
+    if info.frames and spec.spiking and cfg.timesteps != info.frames:
+        log.info("event data: using its %d frames per sample as the time steps (timesteps=%d ignored)", info.frames, cfg.timesteps)
+
+    batches = math.ceil(len(train_ds) / (cfg.batch_size * d.world))
+    if cfg.limit_train_batches:
+        batches = min(batches, cfg.limit_train_batches)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, batches * cfg.epochs)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, history, best, train_seconds = 0, [], {"acc": -1.0, "epoch": 0}, 0.0
+    if resume:
+        ckpt = load_checkpoint(out / "last.pt")
+        if ckpt["model"]["name"] != cfg.model:
+            raise CheckpointError(f"--resume: {str(out / 'last.pt')!r} holds {ckpt['model']['name']!r}, not {cfg.model!r}")
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
+        train_seconds = ckpt["train_seconds"]
+        log.info("resuming %s at epoch %d of %d", out / "last.pt", start_epoch + 1, cfg.epochs)
+
+    net: nn.Module = model
+    if d.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    test_loader = _loader(test_ds, cfg, d, train=False)
+    writer = _tensorboard(out) if cfg.tensorboard and d.main else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    warned_negative = False
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        net.train()
+        sums = torch.zeros(len(LOSS_PARTS) + 2, dtype=torch.float64)  # parts..., correct, n
+        loader = _loader(train_ds, cfg, d, train=True, epoch=epoch)
+        bar = _progress(loader, batches, f"epoch {epoch + 1}/{cfg.epochs}", progress and d.main)
+        for i, (x, y) in enumerate(bar):
+            if cfg.limit_train_batches and i >= cfg.limit_train_batches:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            z_tea = None
+            if teacher is not None:
+                with torch.no_grad():
+                    z_tea = teacher(inputs.teacher(x)).float()
+            with torch.autocast("cuda", enabled=use_amp) if use_amp else nullcontext():
+                z = net(inputs.student(x))
+            z = (z if spec.spiking else z.unsqueeze(0)).float()
+            parts = loss_fn(z, y, cfg.loss, z_tea)
+            if parts["loss"].item() < 0 and not warned_negative:
+                log.warning("total loss is negative (%.4f): the entropy weight lam=%g is too large (TSER says avoid this)",
+                            parts["loss"].item(), cfg.loss.lam)
+                warned_negative = True
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(parts["loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            with torch.no_grad():
+                sums[: len(LOSS_PARTS)] += torch.tensor([parts[k].item() * len(y) for k in LOSS_PARTS], dtype=torch.float64)
+                sums[-2] += (z.mean(0).argmax(-1) == y).sum().item()
+                sums[-1] += len(y)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{parts['loss'].item():.3f}")
+        sums = distributed.reduce_sum(d, sums)
+        test = evaluate(net, test_loader, inputs, device, d)
+        train_seconds += time.perf_counter() - t0
+        n = max(sums[-1].item(), 1.0)
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        row |= {f"train_{k}": sums[j].item() / n for j, k in enumerate(LOSS_PARTS)}
+        row |= {"train_acc": sums[-2].item() / n, "test_loss": test["loss"], "test_acc": test["acc"]}
+        row |= {f"test_acc_t{p['t']}": p["alone"] for p in test["per_timestep"]}
+        row["seconds"] = train_seconds
+        history.append(row)
+        is_best = test["acc"] > best["acc"]
+        if is_best:
+            best = {"acc": test["acc"], "epoch": epoch + 1}
+        log.info("epoch %d/%d  loss %.4f  train_acc %.4f  test_acc %.4f  (%.1fs)", epoch + 1, cfg.epochs,
+                 row["train_loss"], row["train_acc"], test["acc"], train_seconds)
+        if d.main:
+            payload = {
+                "model": meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                "epoch": epoch + 1, "history": history, "best": best, "train_seconds": train_seconds,
+                "test": test, "config": cfg.to_dict(),
+                "dataset": {"name": info.name, "num_classes": info.num_classes,
+                            "input_shape": list(info.input_shape), "frames": info.frames},
+            }
+            save_checkpoint(out / "last.pt", payload)
+            if is_best:
+                save_checkpoint(out / "best.pt", payload)
+            _write_csv(out / "metrics.csv", history)
+            if writer is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        writer.add_scalar(k, v, epoch + 1)
+        distributed.barrier(d)
+
+    if writer is not None:
+        writer.close()
+    final = evaluate(net, test_loader, inputs, device, d) if not history or start_epoch == cfg.epochs else test
+    peak, peak_kind = peak_memory(device)
+    summary = {
+        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
+        "timesteps": inputs.timesteps if spec.spiking else 1, "epochs": cfg.epochs, "seed": cfg.seed,
+        "test_acc": final["acc"], "test_acc_per_timestep": final["per_timestep"],
+        "best_test_acc": best["acc"], "best_epoch": best["epoch"],
+        "train_seconds": train_seconds, "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
+        "device": str(device), "world_size": d.world, "teacher": cfg.teacher,
+        "checkpoint": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
+    }
+    if d.main:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def _progress(it, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("tensorboard = true needs the tensorboard package: pip install 'neurodistill[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(out / "tb"))
