@@ -217,6 +217,8 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
             "--overwrite to replace it, or choose another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):
+        stale.unlink()  # left by a process killed while writing; the real file is intact
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:

@@ -1,0 +1,46 @@
+# neurodistill: the commands the README shows first.
+#   make demo      create .venv if missing, install, run 'neurodistill demo'
+#   make test      create .venv and .venv-lava if missing, run the test suite
+#   make lava-env  build .venv-lava (Python 3.10, lava-nc 0.10.0, lava-dl 0.6.0) and smoke-check it
+#   make bench     run the benchmark scripts (tables on stdout, JSON in benchmarks/results/)
+#   make lint      ruff
+
+PYTHON ?= python3
+VENV := .venv
+LAVA_VENV := .venv-lava
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test lava-env bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "neurodistill needs Python >= 3.11 (spikingjelly 2.x); '$(PYTHON)' is $$($(PYTHON) --version 2>&1). Use make PYTHON=python3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(LAVA_VENV)/.installed: requirements-lava.txt neurodistill/sim/lava_scripts/smoke.py
+	@LAVA_PY=$$(scripts/find-python310.sh) || exit 1; \
+	echo "Lava environment with $$LAVA_PY"; \
+	test -x $(LAVA_VENV)/bin/python || "$$LAVA_PY" -m venv $(LAVA_VENV)
+	$(LAVA_VENV)/bin/python -m pip install --quiet -r requirements-lava.txt
+	$(LAVA_VENV)/bin/python neurodistill/sim/lava_scripts/smoke.py
+	touch $@
+
+lava-env: $(LAVA_VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/neurodistill demo
+
+test: $(VENV)/.installed $(LAVA_VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/train_step.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check neurodistill tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache
