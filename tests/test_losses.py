@@ -32,7 +32,7 @@ def ce(v, y):
 
 def kl(p_logits, q_logits, tau):
     p, q = softmax(p_logits, tau), softmax(q_logits, tau)
-    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
 
 
 def ent(v, tau):

@@ -33,8 +33,11 @@ names, which sorts "10" before "2".
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
+import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,18 +67,28 @@ GESTURE_LAYOUT = ("DIR/extract/DvsGesture/{trials_to_train.txt,trials_to_test.tx
 Samples = list[tuple[str, int]]
 
 
-class EventFrames(Dataset):
-    """Frame files written by SpikingJelly, with our labels: x float32 [T, 2, H, W], y int."""
+def load_frames(path: str) -> np.ndarray:
+    """One sample as SpikingJelly 2.0's frame builders save it: an .npz whose "frames" is [T, 2, H, W]."""
+    with np.load(path) as archive:
+        return archive["frames"]
 
-    def __init__(self, samples: Samples, loader: Callable[[str], np.ndarray]) -> None:
-        self.samples, self.loader = samples, loader
+
+class EventFrames(Dataset):
+    """Frame files written by SpikingJelly, with our labels: x float32 [T, 2, H, W], y int.
+
+    Reads the files itself rather than through SpikingJelly, so that DataLoader workers
+    started by spawn or forkserver need not import `spikingjelly.datasets` (and torchaudio).
+    """
+
+    def __init__(self, samples: Samples) -> None:
+        self.samples = samples
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        return torch.as_tensor(self.loader(path), dtype=torch.float32), label
+        return torch.as_tensor(load_frames(path), dtype=torch.float32), label
 
 
 def stratified_split(samples: Samples, test_fraction: float = TEST_FRACTION,
@@ -95,6 +108,44 @@ def stratified_split(samples: Samples, test_fraction: float = TEST_FRACTION,
         test += [(paths[i], label) for i in sorted(order[:n_test])]
         train += [(paths[i], label) for i in sorted(order[n_test:])]
     return train, test
+
+
+def _spikingjelly(module: str) -> types.ModuleType:
+    """`spikingjelly.datasets.<module>`, even where torchaudio is broken.
+
+    Its __init__ imports every dataset module, SpeechCommands' `import torchaudio` included,
+    and a torchaudio built for another CUDA than torch raises at import. Only SpeechCommands
+    uses torchaudio (inside its methods), so the DVS readers are loaded with a stand-in that
+    is taken out of sys.modules again straight away.
+    """
+    # Submodules are looked up in sys.modules, not as package attributes: a failed package
+    # import leaves them loaded but unbound on the package re-imported below.
+    try:
+        importlib.import_module("spikingjelly.datasets")
+        return importlib.import_module(f"spikingjelly.datasets.{module}")
+    except Exception:
+        try:
+            import torchaudio  # noqa: F401
+        except Exception as audio_err:
+            reason = f"{type(audio_err).__name__}: {audio_err}"
+        else:
+            raise  # torchaudio is fine: something else is broken
+    log.warning("torchaudio cannot be imported (%s); loading SpikingJelly's datasets without it", reason)
+
+    def unavailable(name: str):
+        if name.startswith("__"):  # repr(), pickle and friends probe these
+            raise AttributeError(name)
+        raise ImportError(f"torchaudio.{name}: torchaudio cannot be imported here ({reason})")
+
+    stand_in = types.ModuleType("torchaudio")
+    stand_in.__getattr__ = unavailable  # type: ignore[method-assign]
+    sys.modules["torchaudio"] = stand_in
+    try:
+        importlib.import_module("spikingjelly.datasets")
+    finally:
+        if sys.modules.get("torchaudio") is stand_in:
+            del sys.modules["torchaudio"]
+    return importlib.import_module(f"spikingjelly.datasets.{module}")
 
 
 # --- what must be on disk before SpikingJelly is called --------------------------------------
@@ -135,9 +186,8 @@ def _check_cifar10_dvs(root: Path) -> None:
                                f"missing or empty: {missing}, unexpected: {sorted(extra)[:5]}; expected {layout}")
         return
     if (root / "download").is_dir():
-        from spikingjelly.datasets.cifar10_dvs import CIFAR10DVS
-
-        _verify_archives(root / "download", [(n, md5) for n, _, md5 in CIFAR10DVS.resource_url_md5()], layout)
+        resources = _spikingjelly("cifar10_dvs").CIFAR10DVS.resource_url_md5()
+        _verify_archives(root / "download", [(n, md5) for n, _, md5 in resources], layout)
         return
     raise DatasetError(f"no CIFAR10-DVS files in {str(root)!r}; expected {layout}")
 
@@ -167,9 +217,8 @@ def _check_gesture(root: Path) -> None:
             raise DatasetError(f"missing in {str(aedat_dir)!r}: {', '.join(missing[:5])}{more}; expected {layout}")
         return
     if (root / "download").is_dir():
-        from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
-
-        md5 = {n: m for n, _, m in DVS128Gesture.resource_url_md5()}
+        resources = _spikingjelly("dvs128_gesture").DVS128Gesture.resource_url_md5()
+        md5 = {n: m for n, _, m in resources}
         _verify_archives(root / "download", [("DvsGesture.tar.gz", md5["DvsGesture.tar.gz"])], layout)
         return
     raise DatasetError(f"no DVS128 Gesture files in {str(root)!r}; expected {layout}")
@@ -219,10 +268,11 @@ def _preparation_lock(root: Path) -> Iterator[None]:
         yield
 
 
-def _generated(root: Path, frames: int) -> list[Path]:
-    built = [root / "download", root / "extract", root / "events_np",
-             root / f"frames_number_{frames}_split_by_number"]
-    return built + [p.with_name(p.name + ".building") for p in built[2:]]
+def _generated(root: Path, frames: int) -> tuple[list[Path], list[Path]]:
+    """(folders, ".building" markers) that SpikingJelly 2.0 may create in `root`."""
+    folders = [root / "download", root / "extract", root / "events_np",
+               root / f"frames_number_{frames}_split_by_number"]
+    return folders, [p.with_name(p.name + ".building") for p in folders[2:]]
 
 
 def _remove(paths: list[Path]) -> None:
@@ -236,21 +286,28 @@ def _remove(paths: list[Path]) -> None:
 def _build(name: str, root: Path, frames: int, build: Callable[[], list]) -> list:
     """Run `build` (SpikingJelly constructors); on failure remove whatever it created."""
     with _preparation_lock(root):
-        before = {p for p in _generated(root, frames) if p.exists()}
-        if not (root / f"frames_number_{frames}_split_by_number").exists():
+        folders, markers = _generated(root, frames)
+        for marker in markers:
+            if marker.exists():  # we hold the lock, so no one is still building
+                partial = marker.with_name(marker.name.removesuffix(".building"))
+                raise DatasetError(f"{str(marker)!r} is left from an interrupted preparation of {name}; "
+                                   f"delete it and {str(partial)!r}, then load again")
+        before = {p for p in folders if p.exists()}
+        if folders[-1] not in before:
             log.info("%s: SpikingJelly is integrating %d frames per sample into %s "
-                     "(first use; this reads every recording once)", name, frames, root)
+                     "(first use; this reads every recording once)", name, frames, folders[-1])
         try:
             return build()
         except BaseException as err:
-            _remove([p for p in _generated(root, frames) if p not in before])
+            _remove([p for p in folders + markers if p not in before])
             if isinstance(err, DatasetError) or not isinstance(err, Exception):
                 raise
-            # Whatever SpikingJelly raised while reading user files (a truncated .aedat, a bad
-            # labels csv, a stale ".building" marker) is a problem with the data dir.
+            # Whatever SpikingJelly raises while reading the raw files (ValueError, struct.error,
+            # MemoryError from a garbage packet size, ...) is a problem with those files.
             log.debug("SpikingJelly failed on %s", root, exc_info=True)
-            raise DatasetError(f"SpikingJelly could not prepare {name} in {str(root)!r}: "
-                               f"{type(err).__name__}: {err}") from err
+            raise DatasetError(f"SpikingJelly could not prepare {name} in {str(root)!r} "
+                               f"({type(err).__name__}: {err}); is a file under extract/ or download/ "
+                               f"truncated or corrupt?") from err
 
 
 def _relabel(folder, label_of: dict[str, int], name: str) -> Samples:
@@ -272,7 +329,7 @@ def load_cifar10_dvs(data_dir: Path | None, options: DataOptions) -> tuple[Datas
     frames = _frames(options)
     root = require_dir(data_dir, "cifar10-dvs", CIFAR10_DVS_LAYOUT)
     _check_cifar10_dvs(root)
-    from spikingjelly.datasets.cifar10_dvs import CIFAR10DVS
+    CIFAR10DVS = _spikingjelly("cifar10_dvs").CIFAR10DVS
 
     def build() -> list:
         return [_offline(CIFAR10DVS)(str(root), data_type="frame", frames_number=frames, split_by="number")]
@@ -282,7 +339,7 @@ def load_cifar10_dvs(data_dir: Path | None, options: DataOptions) -> tuple[Datas
     train, test = stratified_split(samples)
     log.info("cifar10-dvs: %d train and %d test samples (fixed 90/10 split) from %s", len(train), len(test), root)
     info = DatasetInfo("cifar10-dvs", len(CIFAR10_DVS_CLASSES), FRAME_SHAPE, frames=frames)
-    return EventFrames(train, folder.loader), EventFrames(test, folder.loader), info
+    return EventFrames(train), EventFrames(test), info
 
 
 @register_dataset("dvs-gesture")
@@ -290,7 +347,7 @@ def load_dvs_gesture(data_dir: Path | None, options: DataOptions) -> tuple[Datas
     frames = _frames(options)
     root = require_dir(data_dir, "dvs-gesture", GESTURE_LAYOUT)
     _check_gesture(root)
-    from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
+    DVS128Gesture = _spikingjelly("dvs128_gesture").DVS128Gesture
 
     def build() -> list:
         cls = _offline(DVS128Gesture)
@@ -303,4 +360,4 @@ def load_dvs_gesture(data_dir: Path | None, options: DataOptions) -> tuple[Datas
     test = _relabel(test_folder, label_of, "dvs-gesture")
     log.info("dvs-gesture: %d train and %d test samples from %s", len(train), len(test), root)
     info = DatasetInfo("dvs-gesture", GESTURE_CLASSES, FRAME_SHAPE, frames=frames)
-    return EventFrames(train, train_folder.loader), EventFrames(test, test_folder.loader), info
+    return EventFrames(train), EventFrames(test), info
