@@ -275,6 +275,15 @@ def test_cifar10_dvs_truncated_file_fails_cleanly_and_can_be_retried(tmp_path):
     assert len(train) + len(test) == 20
 
 
+def test_cifar10_dvs_interrupted_preparation_is_reported(tmp_path):
+    _cifar10_dvs(tmp_path)
+    (tmp_path / "events_np").mkdir()
+    (tmp_path / "events_np.building").touch()  # what a killed first run leaves behind
+    with pytest.raises(DatasetError, match="events_np.building' is left from an interrupted"):
+        load_dataset("cifar10-dvs", tmp_path, DataOptions(frames=4))
+    assert (tmp_path / "events_np").is_dir()  # not ours to delete
+
+
 # --- DVS128 Gesture: AEDAT 3.1 packets + labels csv ----------------------------------------------
 
 GESTURE_X, GESTURE_Y = 3, 7

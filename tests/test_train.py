@@ -42,32 +42,30 @@ def test_step_correct_by_hand():
 
 
 @pytest.mark.slow
-def test_digits_teacher_and_tser_student_reach_the_bar(tmp_path):
-    """Teacher >= 98%, tser student (T=4) >= 97%, both together <= 3 minutes on 2 CPU cores."""
+def test_demo_teacher_and_tser_student_reach_the_bar(tmp_path):
+    """`neurodistill demo`: teacher >= 98%, tser student (T=4) >= 97%, together <= 3 min on 2 CPU cores."""
     t0 = time.perf_counter()
-    res = CliRunner().invoke(main, ["train", "--model", "ann_digits", "--epochs", "30", "--out", str(tmp_path / "t")])
-    assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(main, ["train", "--model", "snn_digits", "--method", "tser", "--timesteps", "4", "--epochs", "30",
-                                    "--teacher", str(tmp_path / "t" / "best.pt"), "--out", str(tmp_path / "s")])
+    res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     wall = time.perf_counter() - t0
-    teacher = json.loads((tmp_path / "t" / "summary.json").read_text())
-    student = json.loads((tmp_path / "s" / "summary.json").read_text())
+    teacher = json.loads((tmp_path / "teacher" / "summary.json").read_text())
+    student = json.loads((tmp_path / "student" / "summary.json").read_text())
+    assert (teacher["model"], student["model"], student["method"], student["timesteps"]) == ("ann_digits", "snn_digits", "tser", 4)
     assert teacher["test_acc"] >= 0.98 and student["test_acc"] >= 0.97, (teacher["test_acc"], student["test_acc"])
     assert wall <= 180
     # the files DESIGN.md promises
     for f in ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json"):
-        assert (tmp_path / "s" / f).is_file()
+        assert (tmp_path / "student" / f).is_file()
     for key in ("dataset", "model", "method", "timesteps", "epochs", "seed", "test_acc", "test_acc_per_timestep",
                 "train_seconds", "peak_memory_bytes", "checkpoint"):
         assert key in student
     assert [p["t"] for p in student["test_acc_per_timestep"]] == [1, 2, 3, 4]
     assert student["test_acc_per_timestep"][-1]["running_mean"] == student["test_acc"]
-    rows = list(csv.DictReader((tmp_path / "s" / "metrics.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "student" / "metrics.csv").open()))
     assert len(rows) == 30 and float(rows[-1]["test_acc"]) == pytest.approx(student["test_acc"])
-    cfg = read_config_file(tmp_path / "s" / "config.yaml")
+    cfg = read_config_file(tmp_path / "student" / "config.yaml")
     assert resolve(cfg, {}).loss.alpha == 0.5  # the resolved config round-trips
-    ckpt = torch.load(tmp_path / "s" / "best.pt", weights_only=True)  # plain tensors and Python only
+    ckpt = torch.load(tmp_path / "student" / "best.pt", weights_only=True)  # plain tensors and Python only
     assert ckpt["model"]["name"] == "snn_digits" and ckpt["model"]["neuron"]["reset"] == "hard"
 
 

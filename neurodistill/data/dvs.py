@@ -305,9 +305,11 @@ def _build(name: str, root: Path, frames: int, build: Callable[[], list]) -> lis
             # Whatever SpikingJelly raises while reading the raw files (ValueError, struct.error,
             # MemoryError from a garbage packet size, ...) is a problem with those files.
             log.debug("SpikingJelly failed on %s", root, exc_info=True)
+            hint = ("SpikingJelly writes its converted files there: is it writable?"
+                    if isinstance(err, PermissionError)
+                    else "is a file under extract/ or download/ truncated or corrupt?")
             raise DatasetError(f"SpikingJelly could not prepare {name} in {str(root)!r} "
-                               f"({type(err).__name__}: {err}); is a file under extract/ or download/ "
-                               f"truncated or corrupt?") from err
+                               f"({type(err).__name__}: {err}); {hint}") from err
 
 
 def _relabel(folder, label_of: dict[str, int], name: str) -> Samples:
