@@ -87,4 +87,4 @@ def _import_loaders() -> None:
         importlib.import_module(f"{__name__}.{module}")
 
 
-_MODULES = ("digits", "synthetic")  # TEMP
+_MODULES = ("digits", "synthetic", "cifar", "imagenet", "dvs")

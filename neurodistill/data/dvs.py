@@ -36,7 +36,6 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
-import sys
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,41 +110,18 @@ def stratified_split(samples: Samples, test_fraction: float = TEST_FRACTION,
 
 
 def _spikingjelly(module: str) -> types.ModuleType:
-    """`spikingjelly.datasets.<module>`, even where torchaudio is broken.
+    """`spikingjelly.datasets.<module>`.
 
-    Its __init__ imports every dataset module, SpeechCommands' `import torchaudio` included,
-    and a torchaudio built for another CUDA than torch raises at import. Only SpeechCommands
-    uses torchaudio (inside its methods), so the DVS readers are loaded with a stand-in that
-    is taken out of sys.modules again straight away.
+    Its package __init__ imports torchaudio (for SpeechCommands); pyproject keeps torch and
+    torchaudio on one CUDA build, and a mismatched environment gets a clear error here.
     """
-    # Submodules are looked up in sys.modules, not as package attributes: a failed package
-    # import leaves them loaded but unbound on the package re-imported below.
     try:
-        importlib.import_module("spikingjelly.datasets")
         return importlib.import_module(f"spikingjelly.datasets.{module}")
-    except Exception:
-        try:
-            import torchaudio  # noqa: F401
-        except Exception as audio_err:
-            reason = f"{type(audio_err).__name__}: {audio_err}"
-        else:
-            raise  # torchaudio is fine: something else is broken
-    log.warning("torchaudio cannot be imported (%s); loading SpikingJelly's datasets without it", reason)
-
-    def unavailable(name: str):
-        if name.startswith("__"):  # repr(), pickle and friends probe these
-            raise AttributeError(name)
-        raise ImportError(f"torchaudio.{name}: torchaudio cannot be imported here ({reason})")
-
-    stand_in = types.ModuleType("torchaudio")
-    stand_in.__getattr__ = unavailable  # type: ignore[method-assign]
-    sys.modules["torchaudio"] = stand_in
-    try:
-        importlib.import_module("spikingjelly.datasets")
-    finally:
-        if sys.modules.get("torchaudio") is stand_in:
-            del sys.modules["torchaudio"]
-    return importlib.import_module(f"spikingjelly.datasets.{module}")
+    except RuntimeError as e:  # torchaudio raises RuntimeError on a CUDA-version mismatch
+        raise DatasetError(
+            f"spikingjelly's dataset readers do not import ({str(e).splitlines()[0]}); "
+            "install torch and torchaudio of the same release (pip install -e . does)"
+        ) from None
 
 
 # --- what must be on disk before SpikingJelly is called --------------------------------------
