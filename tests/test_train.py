@@ -181,3 +181,14 @@ def test_torchrun_two_processes_gloo_then_resume_alone(tmp_path, digits_teacher)
     more = run_cli("train", "--resume", "--epochs", "31", "--device", "cpu", "--out", str(out))
     assert more.returncode == 0, more.stderr
     assert load_checkpoint(out / "last.pt")["epoch"] == 31
+
+
+def test_adamw_constant_schedule_and_tensorboard(tmp_path):
+    cfg = resolve({"model": "snn_digits", "epochs": 2, "limit_train_batches": 2, "optimizer": "adamw", "lr": 1e-3,
+                   "schedule": "constant", "tensorboard": True, "out": str(tmp_path)}, {})
+    train(cfg)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert "exp_avg" in next(iter(ckpt["optimizer"]["state"].values()))  # AdamW's state
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [float(r["lr"]) for r in rows] == [1e-3, 1e-3]
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
