@@ -1,0 +1,1 @@
+"""Export: capture a trained SNN, fold, map to Loihi 2, quantize, write netx/NIR/ONNX bundles."""

@@ -1,0 +1,41 @@
+"""Folding BatchNorm and average pooling into the synapse layers (spec/loihi2.md E.5, E.6).
+
+Pure functions over numpy arrays (float64, so that folding adds no rounding of its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fold_bn(weight: np.ndarray, bias: np.ndarray, gamma, beta, mean, var, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """`BN(W x + b)` as `W' x + b'`: per output channel c, `W'[c] = W[c] g_c / s_c`,
+    `b'_c = beta_c + (b_c - mu_c) g_c / s_c`, with `s = sqrt(var + eps)`."""
+    k = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    w = weight * k.reshape(-1, *([1] * (weight.ndim - 1)))
+    return w, np.asarray(beta, np.float64) + (bias - np.asarray(mean, np.float64)) * k
+
+
+def fold_avgpool_into_conv(weight: np.ndarray, stride, padding, k: int):
+    """conv(avgpool_k(x)) as one conv on x: kernel `kron(K, ones(k, k)) / k^2`, stride and
+    padding times k (exact when the input's height and width are multiples of k)."""
+    w = np.kron(weight, np.ones((k, k))) / (k * k)
+    return w, (stride[0] * k, stride[1] * k), (padding[0] * k, padding[1] * k)
+
+
+def pull_back(fn, in_shape: tuple[int, ...], weight: np.ndarray) -> np.ndarray:
+    """`W @ P` where `P` is the matrix of a linear map `fn` (pooling, flatten) on one sample.
+
+    Row o of the result is the adjoint of `fn` applied to `W[o]` (a vector-Jacobian product),
+    so nothing of size `|in|^2` is ever built.
+
+    Shape:
+        weight: `(K, |fn(x)|)`; returns `(K, prod(in_shape))`.
+    """
+    import torch
+    from torch.func import vjp, vmap
+
+    x0 = torch.zeros(1, *in_shape, dtype=torch.float64)
+    _, pull = vjp(lambda x: fn(x).reshape(-1), x0)
+    w = torch.as_tensor(weight, dtype=torch.float64)
+    return vmap(lambda row: pull(row)[0])(w).reshape(w.shape[0], -1).numpy()
