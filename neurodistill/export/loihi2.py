@@ -1,0 +1,137 @@
+"""Map the float deployment graph to Loihi 2 CUBA neurons and quantize it (spec/loihi2.md §E.2).
+
+spikingjelly has no synaptic current, so every population gets `iDecay = 4096` (u = a << 6 each
+step). With a per-population power-of-two scale s (weight LSBs per float unit):
+
+- decay_input=True LIF: `v_loihi = 64 tau s V`, so weights and bias keep scale s and the
+  threshold becomes `tau s (V_th - V_reset)`; decay_input=False and IF: `v_loihi = 64 s V`;
+- a hard reset to V_reset != 0 is a shift of the state (leak toward 0, reset to 0);
+- `vDecay = round(4096 / tau)` (0 for IF and the readout, which integrates and never fires);
+- Loihi fires on `v > vth << 6`, spikingjelly on `H >= V_th`: without leak every state is a
+  multiple of 64 and `vth = ceil(theta) - 1` is exact; with leak `round(theta)` leaves an
+  error only when v lands exactly on the threshold.
+
+The encoding population's input is the host-computed encoding current, given to Loihi as a
+per-sample bias: its scale is chosen so the calibration currents fit the 13-bit bias mantissa.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UnsupportedLayerError
+from .graph import DeployGraph, Population
+from .quantize import (
+    BIAS_BITS,
+    DECAY_UNITY,
+    V_TH_MAX,
+    power_of_two_scale,
+    quantize_signed,
+    quantize_weights,
+    weight_grid,
+)
+
+
+@dataclass
+class LayerReport:
+    name: str
+    scale: float
+    weight_bits: int
+    weight_clipped: float
+    bias_clipped: float
+    threshold_float: float
+    v_th_mant: int
+    v_decay: int
+    notes: list[str] = field(default_factory=list)
+
+
+def threshold_units(p: Population) -> float:
+    """Threshold relative to reset, in 'float units times v-scale' (multiply by s for LSBs)."""
+    n = p.neuron
+    vr = n.v_reset or 0.0
+    tau = n.tau if (n.kind == "lif" and n.decay_input) else 1.0
+    return tau * (n.v_threshold - vr)
+
+
+def v_decay(p: Population) -> int:
+    return round(DECAY_UNITY / p.neuron.tau) if p.neuron.kind == "lif" else 0
+
+
+def v_th_mant(theta: float, decay: int) -> int:
+    return max(0, math.ceil(theta) - 1) if decay == 0 else int(round(theta))
+
+
+def quantize_graph(
+    graph: DeployGraph,
+    weight_bits: int = 8,
+    encoding_max: float | None = None,
+    accept_reset_approximation: bool = False,
+) -> list[LayerReport]:
+    """Fill in the integer fields of `graph` in place; return one report per population.
+
+    `encoding_max` is the largest |encoding current| seen on the calibration samples (float
+    units); it sets the encoding population's scale.
+    """
+    soft = [p.name for p in graph.populations if p.neuron.kind != "readout" and p.neuron.v_reset is None]
+    if soft and not accept_reset_approximation:
+        raise UnsupportedLayerError(
+            f"populations {soft} use soft reset (v_reset=None), which Loihi 2 cannot run (it always resets v to 0); "
+            "retrain with --reset hard (the default), or pass --accept-reset-approximation to export anyway and "
+            "see the accuracy change in the manifest"
+        )
+    _, _, w_hi = weight_grid(weight_bits)
+    reports = []
+    for p in graph.populations:
+        chip_in = [s for s in graph.incoming(p.name) if not s.host]
+        is_encoding = not chip_in
+        decay = 0 if p.neuron.kind == "readout" else v_decay(p)
+        theta = threshold_units(p) if p.neuron.kind != "readout" else 0.0
+        bias = graph.biases[p.name]
+        if is_encoding:
+            # the per-sample current (encoding output incl. its bias) becomes the bias mantissa
+            peak = encoding_max if encoding_max is not None else float(np.abs(bias).max())
+            scale = power_of_two_scale(peak, 2 ** (BIAS_BITS - 1) - 1)
+        else:
+            scale = power_of_two_scale(max(float(np.abs(s.weight).max()) for s in chip_in), w_hi)
+        if theta * scale > V_TH_MAX:
+            scale = power_of_two_scale(theta, V_TH_MAX)
+        notes = []
+        w_clip = 0.0
+        for s in chip_in:
+            s.weight_int, c = quantize_weights(s.weight, scale, weight_bits)
+            w_clip = max(w_clip, c)
+        b_int, b_clip = quantize_signed(bias * scale, BIAS_BITS)
+        p.scale, p.i_decay, p.v_decay = scale, DECAY_UNITY, decay
+        p.v_th_mant = V_TH_MAX if p.neuron.kind == "readout" else v_th_mant(theta * scale, decay)
+        p.bias_mant = np.zeros(p.shape, np.int64) if is_encoding else b_int.reshape(p.shape)
+        if p.neuron.v_reset is None and p.neuron.kind != "readout":
+            notes.append("soft reset approximated by Loihi's reset to 0")
+        if p.neuron.kind != "readout" and p.v_th_mant == 0:
+            notes.append("threshold quantized to 0: the population fires on any positive input")
+        reports.append(LayerReport(p.name, scale, weight_bits, w_clip, 0.0 if is_encoding else b_clip,
+                                   float(theta), int(p.v_th_mant), int(decay), notes))
+    return reports
+
+
+def encoding_current(graph: DeployGraph, x) -> np.ndarray:
+    """The host-side encoding layer's output (float) for a batch of static inputs `x (B, C, H, W)`."""
+    import torch
+
+    from ..sim.float_graph import synapse_forward
+
+    enc = graph.encoding[0]
+    pop = graph.population(enc.target)
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    cur = torch.as_tensor(graph.biases[pop.name], dtype=torch.float64).expand(xt.shape[0], *pop.shape).clone()
+    for s in graph.encoding:
+        cur += synapse_forward(s, xt, torch.as_tensor(s.weight, dtype=torch.float64))
+    return cur.numpy()
+
+
+def encoding_bias(graph: DeployGraph, current: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-sample bias mantissas of the encoding population (and the clipped fraction)."""
+    pop = graph.population(graph.encoding[0].target)
+    return quantize_signed(current * pop.scale, BIAS_BITS)
