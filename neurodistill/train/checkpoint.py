@@ -48,7 +48,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            AttributeError, TypeError, IndexError) as e:
+        # torch.load's failures on foreign or damaged bytes span many types; all mean the same here
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or truncated ({reason}); re-create it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
