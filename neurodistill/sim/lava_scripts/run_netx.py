@@ -63,7 +63,7 @@ def main(net_path: str, in_path: str, out_path: str) -> int:
                 start_from_rest(layers)
             net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         out = {}
-        for k, (layer, mon) in enumerate(zip(layers, monitors)):
+        for k, (layer, mon) in enumerate(zip(layers, monitors, strict=True)):
             s = mon.get_data()[layer.neuron.name]["s_out"]  # (n*steps, W, H, C) or (n*steps, N)
             s = s.reshape(n, steps, *s.shape[1:])
             out[f"spikes_{k}"] = s.transpose(0, 1, *range(s.ndim - 1, 1, -1)).astype(np.uint8)
