@@ -1,0 +1,80 @@
+"""`network.nir` of a bundle: the deployment graph as a NIR graph (float, BN and pooling folded).
+
+Written from the deployment graph, not from torch (Decision 1), with the conventions of
+`nir_float` (dt explicit, LIF: tau = tau_sj dt, r = 1 or tau_sj, v_leak = v_reset). Each synapse
+layer is a Conv2d or Affine node (a Flatten node before an Affine that reads a (C, H, W)
+population); a population's bias rides on its first incoming synapse; several edges into one
+node are summed (residual adds). The readout is Affine -> Output: logits per step. Synaptic
+delays are Loihi timing (path matching) with no meaning in the latency-free float semantics,
+so they are not NIR nodes; the quantized integers are in network.net and deploy.h5.
+"""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+from .. import __version__
+from .graph import INPUT, DeployGraph, Neuron
+from .nir_float import INTEGRATION, LIF_CONVENTION, READOUT_LOGITS, THRESHOLD_RULE
+
+
+def neuron_node(n: Neuron, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
+    def full(v: float) -> np.ndarray:
+        return np.full(shape, v, dtype=np.float64)
+
+    vr = 0.0 if n.v_reset is None else n.v_reset
+    if n.kind == "if":
+        return nir.IF(r=full(1.0 / dt), v_threshold=full(n.v_threshold), v_reset=full(vr))
+    return nir.LIF(tau=full(n.tau * dt), r=full(1.0 if n.decay_input else n.tau), v_leak=full(vr),
+                   v_threshold=full(n.v_threshold), v_reset=full(vr))
+
+
+def _unit_scale(s) -> bool:
+    """A depthwise 1x1 conv with stride 1 and no padding: a per-channel scale."""
+    return (s.kind == "conv" and s.weight.shape[1:] == (1, 1, 1) and s.groups == s.weight.shape[0]
+            and tuple(s.stride) == (1, 1) and tuple(s.padding) == (0, 0))
+
+
+def _node_name(name: str) -> str:
+    return name.replace(".", "_").replace(">", "__").replace("[", "_").replace("]", "")
+
+
+def to_nir(graph: DeployGraph) -> nir.NIRGraph:
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(graph.input_shape)})}
+    edges: list[tuple[str, str]] = []
+    out_name = "output"
+    for p in graph.populations:
+        readout = p.neuron.kind == "readout"
+        target = out_name if readout else _node_name(p.name)
+        if readout:
+            nodes[out_name] = nir.Output(output_type={"output": np.array(p.shape)})
+        else:
+            nodes[target] = neuron_node(p.neuron, p.shape, graph.dt)
+        incoming = graph.incoming(p.name)
+        carrier = next((i for i, s in enumerate(incoming) if not _unit_scale(s)), 0)
+        for i, s in enumerate(incoming):
+            bias = graph.biases[p.name] if i == carrier else np.zeros(p.shape)
+            src = "input" if s.source == INPUT else _node_name(s.source)
+            name = _node_name(s.name)
+            if _unit_scale(s):  # a per-channel scale (identity shortcut): NIR's Scale, which type-checks
+                nodes[name] = nir.Scale(scale=np.broadcast_to(s.weight.reshape(-1, 1, 1), p.shape).astype(np.float64))
+            elif s.kind == "conv":
+                nodes[name] = nir.Conv2d(input_shape=tuple(s.in_shape[1:]), weight=s.weight, stride=s.stride,
+                                         padding=s.padding, dilation=(1, 1), groups=s.groups,
+                                         bias=bias.reshape(bias.shape[0], -1)[:, 0].copy())
+            else:
+                if len(s.in_shape) > 1:
+                    flat = f"{name}_flatten"
+                    nodes[flat] = nir.Flatten(input_type={"input": np.array(s.in_shape)}, start_dim=0, end_dim=-1)
+                    edges.append((src, flat))
+                    src = flat
+                nodes[name] = nir.Affine(weight=s.weight, bias=bias.reshape(-1).copy())
+            edges += [(src, name), (name, target)]
+    meta = {
+        "dt": graph.dt, "timesteps": graph.timesteps, "time_unit": "step" if graph.dt == 1.0 else "s",
+        "lif_convention": LIF_CONVENTION, "integration": INTEGRATION, "threshold_comparison": THRESHOLD_RULE,
+        "readout": READOUT_LOGITS, "latency_steps_on_loihi": graph.latency_steps,
+        "neurodistill_version": __version__, "source": "neurodistill deployment graph",
+    }
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
