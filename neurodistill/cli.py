@@ -193,6 +193,51 @@ def models() -> None:
 
 
 @main.command()
+@click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
+@click.option("--target", type=click.Choice(["loihi2", "nir", "onnx"]), default="loihi2", show_default=True,
+              help="loihi2: netx + NIR + deploy.h5 bundle; nir: float NIR graph; onnx: ANN teacher and unrolled SNN")
+@click.option("--out", type=click.Path(), required=True, help="output directory (must not exist, unless --overwrite)")
+@click.option("--calib", type=int, default=256, show_default=True, help="loihi2: training samples for calibration and accuracy")
+@click.option("--weight-bits", type=int, default=8, show_default=True, help="loihi2: weight bits (2..8)")
+@click.option("--timesteps", type=int, default=None, help="time steps T [the checkpoint's]")
+@click.option("--dt", type=float, default=1.0, show_default=True, help="seconds per step written to NIR (1.0 = 'one step')")
+@click.option("--accept-reset-approximation", is_flag=True,
+              help="export a soft-reset model although Loihi resets to 0 (the accuracy change is in the manifest)")
+@click.option("--chips", type=int, default=1, show_default=True, help="loihi2: plan for this many chips")
+@click.option("--overwrite", is_flag=True, help="replace an existing output directory")
+def export(ckpt: str, target: str, out: str, calib: int, weight_bits: int, timesteps: int | None, dt: float,
+           accept_reset_approximation: bool, chips: int, overwrite: bool) -> None:
+    """Export a trained checkpoint to a Loihi 2 bundle, a float NIR graph or ONNX models."""
+    from .export import bundle
+
+    ck, dest = Path(ckpt), Path(out)
+    if target == "loihi2":
+        m = bundle.export_loihi2(ck, dest, calib=calib, weight_bits=weight_bits, timesteps=timesteps, dt=dt,
+                                 accept_reset_approximation=accept_reset_approximation, overwrite=overwrite,
+                                 chips=chips)
+        click.echo(f"loihi2 bundle in {dest}: {len(m['layers'])} populations, {m['resources']['cores']} cores, "
+                   f"latency {m['latency_steps']} steps; accuracy float {m['accuracy_float']:.4f}, "
+                   f"quantized {m['accuracy_quantized']:.4f} on {m['calibration_samples']} calibration samples"
+                   + ("" if m["netx"] is None else f"; no network.net ({m['netx']['reason']})"))
+    elif target == "nir":
+        m = bundle.export_nir(ck, dest, timesteps=timesteps, dt=dt,
+                              accept_reset_approximation=accept_reset_approximation, overwrite=overwrite)
+        click.echo(f"float NIR graph in {dest}/network.nir: {m.get('nodes')} nodes, T={m.get('timesteps')}, dt={dt}")
+    else:
+        m = bundle.export_onnx(ck, dest, timesteps=timesteps, overwrite=overwrite)
+        click.echo(f"ONNX models in {dest}: {', '.join(sorted(m.get('models', {})))}")
+
+
+@main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+def inspect(bundle_dir: str) -> None:
+    """Show a bundle: layers, neuron parameters, scales, clipping, resources."""
+    from .export.inspect import render
+
+    click.echo(render(Path(bundle_dir)))
+
+
+@main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo directory")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")
 def demo(out: str, seed: int) -> None:

@@ -1,0 +1,221 @@
+"""`neurodistill export --target loihi2|nir|onnx`: from a checkpoint to a directory of files.
+
+Everything is written into a temporary directory beside the output and renamed into place at
+the end, so a failure (a layer that does not fit, NaN weights, an unsupported module) leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data import DataOptions, load_dataset
+from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
+from ..train.checkpoint import load_checkpoint
+from ..train.loop import model_from_checkpoint
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise ConfigError(f"output directory {str(out)!r} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {str(out)!r} exists and is not a directory")
+
+
+def write_dir(out: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
+    """Run `fill(tmpdir)`, then put tmpdir at `out` (replacing it with --overwrite)."""
+    prepare_out(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        result = fill(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return result
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_model(ckpt_path: Path):
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt, ckpt_path).eval()
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {str(ckpt_path)!r} has NaN or Inf values in {', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''}; export needs finite weights")
+    return ckpt, model
+
+
+def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` training samples of the checkpoint's dataset, no augmentation, in a fixed random order."""
+    cfg, ds = ckpt.get("config", {}), ckpt.get("dataset", {})
+    if ds.get("frames"):
+        raise UnsupportedLayerError(
+            "event (DVS) inputs are not supported by the loihi2 target yet: its encoding layer assumes direct-encoded "
+            "static images; export --target nir or onnx instead")
+    data = cfg.get("data") or {}
+    opts = DataOptions(augment=False, synthetic_shape=tuple(data.get("synthetic_shape", (3, 32, 32))),
+                       synthetic_classes=data.get("synthetic_classes", 10), synthetic_size=data.get("synthetic_size", 256),
+                       image_size=data.get("image_size", 224), seed=data.get("seed", 0))
+    train, _, _ = load_dataset(cfg.get("dataset", "digits"), cfg.get("data_dir"), opts)
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: min(n, len(train))]
+    xs, ys = zip(*(train[int(i)] for i in idx), strict=True)
+    return torch.stack(xs), torch.as_tensor(ys)
+
+
+def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: int = 8, timesteps: int | None = None,
+                  accept_reset_approximation: bool = False, overwrite: bool = False, dt: float = 1.0,
+                  limits: str = "loihi2", chips: int = 1) -> dict:
+    """Capture, fold, map, quantize, check resources, and write a Loihi 2 bundle."""
+    from ..sim.float_graph import run_float
+    from ..sim.fxp import run_fxp
+    from .capture import capture
+    from .graph_io import write_graph
+    from .loihi2 import encoding_bias, encoding_current, quantize_graph
+    from .netx_writer import netx_unsupported_reason, write_netx
+    from .nir_deploy import to_nir
+    from .nir_float import write_nir
+    from .resources import load_limits, map_resources, require_fit
+
+    if not 2 <= weight_bits <= 8:
+        raise ConfigError(f"--weight-bits {weight_bits} is not allowed; Loihi 2's Lava models take 2..8")
+    if calib < 1:
+        raise ConfigError(f"--calib {calib} is not allowed; it must be >= 1")
+    prepare_out(out, overwrite)
+    t0 = time.perf_counter()
+    ckpt, model = load_model(ckpt_path)
+    T = timesteps or int(ckpt.get("config", {}).get("timesteps", 4))
+    if T < 1:
+        raise ConfigError(f"--timesteps {T} is not allowed; it must be >= 1")
+    input_shape = tuple(ckpt["dataset"]["input_shape"])
+    graph = capture(model, input_shape, timesteps=T, dt=dt)
+    x, y = calibration_data(ckpt, calib)
+    current = encoding_current(graph, x.numpy())
+    reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation)
+    if chips < 1:
+        raise ConfigError(f"--chips {chips} is not allowed; it must be >= 1")
+    resources = map_resources(graph, load_limits(limits), chips)
+    require_fit(resources)
+
+    float_logits = run_float(graph, x.double().unsqueeze(0).expand(T, *x.shape))["logits"]
+    acc_float = float((float_logits.mean(0).argmax(-1) == y).float().mean())
+    bias, enc_clip = encoding_bias(graph, current)
+    q = run_fxp(graph, torch.as_tensor(bias), T, record=True)
+    acc_q = float((q["v_readout"].argmax(-1) == y).float().mean())
+    dead = [p for p, s in q["spikes"].items() if not s.any()]
+    for p in dead:
+        log.warning("layer %s never spikes after quantization on %d calibration samples", p, len(y))
+    enc_report = next(r for r in reports if r.name == graph.encoding[0].target)
+    enc_report.bias_clipped = enc_clip
+    netx_reason = netx_unsupported_reason(graph)
+
+    def fill(tmp: Path) -> dict:
+        files = {"nir": "network.nir", "graph": "deploy.h5", "manifest": "manifest.json"}
+        if netx_reason is None:
+            write_netx(graph, tmp / "network.net")
+            files["netx"] = "network.net"
+        write_nir(to_nir(graph), tmp / "network.nir")
+        write_graph(graph, tmp / "deploy.h5")
+        manifest = {
+            "format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "loihi2",
+            "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],
+            "timesteps": T, "dt": dt, "time_unit": "step" if dt == 1.0 else "s",
+            "latency_steps": graph.latency_steps, "steps_per_sample": T + graph.latency_steps,
+            "input_shape": list(input_shape), "weight_bits": weight_bits,
+            "encoding": {"layer": [s.name for s in graph.encoding], "population": graph.encoding[0].target,
+                         "where": "host", "note": "runs once per sample; its quantized output is the population's bias"},
+            "reset_schedule": "population at depth d is reset (u = v = 0) at step d + 1 of each sample",
+            "layers": [_layer_entry(graph, p, r) for p, r in zip(graph.populations, reports, strict=True)],
+            "calibration_samples": int(len(y)), "calibration_split": "train",
+            "accuracy_float": acc_float, "accuracy_quantized": acc_q,
+            "dead_layers_after_quantization": dead, "resources": resources, "files": files,
+            "netx": None if netx_reason is None else {"written": False, "reason": netx_reason},
+            "export_seconds": round(time.perf_counter() - t0, 3),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return manifest
+
+    return write_dir(out, overwrite, fill)
+
+
+def _layer_entry(graph, p, r) -> dict:
+    syn = graph.incoming(p.name)
+    return {
+        "name": p.name, "kind": p.neuron.kind, "shape": list(p.shape), "neurons": p.size, "depth": p.depth,
+        "neuron_float": asdict(p.neuron),
+        "neuron_loihi": {"iDecay": p.i_decay, "vDecay": p.v_decay, "vThMant": p.v_th_mant,
+                         "bias_exp": 6, "bias_mant_range": [int(np.min(p.bias_mant)), int(np.max(p.bias_mant))]},
+        "scale": p.scale, "weight_bits": r.weight_bits, "clipped_fraction": {"weights": r.weight_clipped, "bias": r.bias_clipped},
+        "synapses": [{"name": s.name, "kind": s.kind, "source": s.source, "host": s.host, "delay": s.delay,
+                      "weight_shape": list(s.weight.shape), "stride": list(s.stride), "padding": list(s.padding),
+                      "groups": s.groups} for s in syn],
+        "notes": r.notes,
+    }
+
+
+def export_nir(ckpt_path: Path, out: Path, *, timesteps: int | None, dt: float = 1.0,
+               accept_reset_approximation: bool = False, overwrite: bool = False) -> dict:
+    from .nir_float import export_nir_float
+
+    def fill(tmp: Path) -> dict:
+        info = export_nir_float(ckpt_path, tmp, timesteps, dt, accept_reset_approximation=accept_reset_approximation)
+        manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "nir",
+                    "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), **_plain(info),
+                    "files": {"nir": "network.nir", "manifest": "manifest.json"}}
+        manifest["path"] = "network.nir"
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return manifest
+
+    return write_dir(out, overwrite, fill)
+
+
+def export_onnx(ckpt_path: Path, out: Path, *, timesteps: int | None, overwrite: bool = False) -> dict:
+    from .onnx_export import export_onnx_bundle
+
+    def fill(tmp: Path) -> dict:
+        info = _plain(export_onnx_bundle(ckpt_path, tmp, timesteps))
+        manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "onnx",
+                    "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), **info}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return manifest
+
+    return write_dir(out, overwrite, fill)
+
+
+def _plain(obj):
+    """Paths and numpy scalars to JSON-ready values."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.name
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

@@ -1,0 +1,177 @@
+"""`neurodistill export`/`inspect`: the loihi2 bundle's files and manifest, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import nir
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neurodistill.cli import main
+from neurodistill.config import resolve
+from neurodistill.data.digits import digits_arrays
+from neurodistill.export.graph_io import read_graph
+from neurodistill.export.loihi2 import encoding_bias, encoding_current
+from neurodistill.export.nir_deploy import to_nir
+from neurodistill.export.nir_float import from_nir_to_torch
+from neurodistill.sim.float_graph import run_float
+from neurodistill.sim.fxp import run_fxp
+from neurodistill.train import load_checkpoint, save_checkpoint, train
+
+from .test_cli_errors import assert_user_error
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory, digits_teacher) -> Path:
+    out = tmp_path_factory.mktemp("student")
+    train(resolve({"model": "snn_digits", "method": "tser", "teacher": str(digits_teacher), "epochs": 15, "out": str(out)}, {}))
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def bundle(student, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundles") / "loihi2"
+    res = invoke("export", student, "--target", "loihi2", "--out", out, "--calib", "360")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_manifest_has_what_design_promises(bundle, student):
+    m = json.loads((bundle / "manifest.json").read_text())
+    for key in ("format_version", "neurodistill_version", "source_sha256", "target", "timesteps", "dt", "latency_steps",
+                "input_shape", "layers", "accuracy_float", "accuracy_quantized", "calibration_samples", "resources"):
+        assert key in m, key
+    assert (m["target"], m["timesteps"], m["dt"], m["latency_steps"], m["input_shape"]) == ("loihi2", 4, 1.0, 2, [1, 8, 8])
+    import hashlib
+
+    assert m["source_sha256"] == hashlib.sha256(student.read_bytes()).hexdigest()
+    for layer in m["layers"]:
+        assert {"iDecay", "vDecay", "vThMant"} <= set(layer["neuron_loihi"]) and layer["weight_bits"] == 8
+        assert np.log2(layer["scale"]) == int(np.log2(layer["scale"]))  # a power of two
+        assert set(layer["clipped_fraction"]) == {"weights", "bias"}
+    assert [layer["cores"] for layer in m["resources"]["layers"]] == [1, 1, 1] and m["resources"]["fits"]
+    assert 0 <= m["accuracy_float"] <= 1 and m["calibration_samples"] == 360
+    assert sorted(p.name for p in bundle.iterdir()) == ["deploy.h5", "manifest.json", "network.net", "network.nir"]
+
+
+def test_quantized_digits_within_one_point_of_float(bundle):
+    """On the 360 test images: Loihi fixed point vs the float SNN, and the manifest's numbers."""
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert abs(m["accuracy_quantized"] - m["accuracy_float"]) <= 0.01
+    graph = read_graph(bundle / "deploy.h5")
+    _, _, x, y = digits_arrays()
+    fl = run_float(graph, x.double().unsqueeze(0).expand(4, *x.shape))["logits"].mean(0).argmax(-1)
+    bias, _ = encoding_bias(graph, encoding_current(graph, x.numpy()))
+    q = run_fxp(graph, torch.as_tensor(bias), 4, record=False)["v_readout"].argmax(-1)
+    acc_f, acc_q = (fl == y).float().mean().item(), (q == y).float().mean().item()
+    assert acc_f >= 0.97 and abs(acc_q - acc_f) <= 0.01, (acc_f, acc_q)
+
+
+def test_bundle_nir_reads_back_equal_and_runs(bundle):
+    graph = read_graph(bundle / "deploy.h5")
+    written, back = to_nir(graph), nir.read(bundle / "network.nir")
+    assert set(back.nodes) == set(written.nodes)
+    assert {tuple(e) for e in back.edges} == {tuple(e) for e in written.edges}
+    for name, node in written.nodes.items():
+        other = back.nodes[name]
+        assert type(other) is type(node)
+        for k, v in node.to_dict().items():
+            if isinstance(v, np.ndarray):
+                assert np.array_equal(np.asarray(other.to_dict()[k]), v), (name, k)
+    _, _, x, _ = digits_arrays()
+    xs = x[:50].unsqueeze(0).repeat(4, 1, 1, 1, 1)
+    logits = from_nir_to_torch(back)(xs).double()
+    ref = run_float(graph, xs.double())["logits"]
+    assert ((logits - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
+def test_netx_file_layout(bundle):
+    with h5py.File(bundle / "network.net") as f:
+        types = [f[f"layer/{i}/type"][0].decode() for i in range(len(f["layer"]))]
+        assert types == ["input", "conv", "flatten", "dense"]
+        w = f["layer/1/weight"][()]
+        assert w.shape == (32, 16, 3, 3) and np.all(w % 2 == 0) and w.min() >= -256 and w.max() <= 254
+        assert list(f["layer/1/stride"][()]) == [2, 2] and f["layer/3/neuron/vThMant"][()] == 2**17 - 1
+
+
+def test_inspect_shows_the_bundle(bundle):
+    res = invoke("inspect", bundle)
+    assert res.exit_code == 0
+    assert "body.5" in res.output and "vThMant" in res.output and "fits one chip: yes" in res.output
+
+
+# --- bad input: exit 2, one line, nothing half-written --------------------------------------
+def _assert_nothing_written(parent: Path, before: set[str]) -> None:
+    assert {p.name for p in parent.iterdir()} == before
+
+
+def _ckpt(tmp_path, **cfg) -> Path:
+    out = tmp_path / "ck"
+    train(resolve({"epochs": 1, "limit_train_batches": 1, "out": str(out), **cfg}, {}))
+    return out / "last.pt"
+
+
+def test_unsupported_layer(tmp_path):
+    ck = _ckpt(tmp_path, model="snn_sew_resnet18", dataset="synthetic", data={"synthetic_shape": [3, 32, 32], "synthetic_size": 4},
+               batch_size=4, timesteps=1)
+    before = {p.name for p in tmp_path.iterdir()}
+    assert_user_error(invoke("export", ck, "--out", tmp_path / "b", "--calib", "4"), "body.3: MaxPool2d is not supported")
+    _assert_nothing_written(tmp_path, before)
+
+
+def test_soft_reset_needs_the_flag(tmp_path):
+    ck = _ckpt(tmp_path, model="snn_digits", neuron={"reset": "soft"})
+    assert_user_error(invoke("export", ck, "--out", tmp_path / "b", "--calib", "16"), "soft reset", "--accept-reset-approximation")
+    res = invoke("export", ck, "--out", tmp_path / "b", "--calib", "16", "--accept-reset-approximation")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert "soft reset approximated" in " ".join(m["layers"][0]["notes"])
+
+
+def test_nan_weights(tmp_path, student):
+    ckpt = load_checkpoint(student)
+    ckpt["state_dict"]["body.0.weight"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    save_checkpoint(bad, {k: v for k, v in ckpt.items() if k not in ("format", "format_version", "neurodistill_version")})
+    assert_user_error(invoke("export", bad, "--out", tmp_path / "b"), "NaN or Inf", "body.0.weight")
+    assert not (tmp_path / "b").exists()
+
+
+def test_layer_that_does_not_fit(tmp_path):
+    ck = _ckpt(tmp_path, model="snn_resnet19", dataset="synthetic", data={"synthetic_shape": [3, 32, 32], "synthetic_size": 2},
+               batch_size=2, timesteps=1)
+    line = assert_user_error(invoke("export", ck, "--out", tmp_path / "b", "--calib", "2"), "does not fit 1 Loihi 2 chip",
+                             "neurons", "largest layer is")
+    assert "> 1048576" in line
+    assert not (tmp_path / "b").exists()
+    res = invoke("export", ck, "--out", tmp_path / "b", "--calib", "2", "--chips", "3")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["netx"]["written"] is False and "residual" in m["netx"]["reason"] and m["resources"]["chips"] == 3
+    assert m["resources"]["synapses"] > m["resources"]["weights_stored"]  # conv connections share stored kernels
+
+
+def test_not_a_neurodistill_checkpoint(tmp_path):
+    other = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, other)
+    assert_user_error(invoke("export", other, "--out", tmp_path / "b"), "not a neurodistill checkpoint")
+
+
+def test_existing_output_directory(tmp_path, student):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "keep.txt").write_text("mine")
+    assert_user_error(invoke("export", student, "--out", tmp_path / "b"), "already exists", "--overwrite")
+    assert (tmp_path / "b" / "keep.txt").read_text() == "mine"
+
+
+def test_ann_is_refused_for_loihi2(tmp_path, digits_teacher):
+    assert_user_error(invoke("export", digits_teacher, "--out", tmp_path / "b"), "no spiking neurons")
