@@ -175,3 +175,22 @@ def test_existing_output_directory(tmp_path, student):
 
 def test_ann_is_refused_for_loihi2(tmp_path, digits_teacher):
     assert_user_error(invoke("export", digits_teacher, "--out", tmp_path / "b"), "no spiking neurons")
+
+
+def test_python_api_exports_any_spiking_module(tmp_path):
+    """A spikingjelly model that is not in the registry, exported from Python."""
+    from spikingjelly.activation_based import layer, neuron
+    from torch import nn
+
+    from neurodistill.export.bundle import export_module_loihi2
+    from neurodistill.models.base import Net
+
+    torch.manual_seed(0)
+    model = Net(nn.Sequential(layer.Conv2d(2, 4, 3, padding=1), neuron.IFNode(v_threshold=0.5), layer.AvgPool2d(2),
+                              layer.Conv2d(4, 4, 3, padding=1), neuron.LIFNode(tau=2.0, v_threshold=0.5),
+                              layer.Flatten(1), layer.Linear(4 * 3 * 3, 3)), spiking=True).eval()
+    x, y = torch.rand(16, 2, 6, 6), torch.randint(0, 3, (16,))
+    m = export_module_loihi2(model, (2, 6, 6), x, y, tmp_path / "b", timesteps=3)
+    assert m["model"] == "Net" and m["source_sha256"] is None and (tmp_path / "b" / "network.net").is_file()
+    # the average pool was folded into the next conv: stride 2, kernel 6x6
+    assert m["layers"][1]["synapses"][0]["stride"] == [2, 2] and m["layers"][1]["synapses"][0]["weight_shape"] == [4, 4, 6, 6]

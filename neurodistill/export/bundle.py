@@ -64,12 +64,7 @@ def write_dir(out: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
 
 def load_model(ckpt_path: Path):
     ckpt = load_checkpoint(ckpt_path)
-    model = model_from_checkpoint(ckpt, ckpt_path).eval()
-    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
-    if bad:
-        raise CheckpointError(f"checkpoint {str(ckpt_path)!r} has NaN or Inf values in {', '.join(bad[:5])}"
-                              f"{' ...' if len(bad) > 5 else ''}; export needs finite weights")
-    return ckpt, model
+    return ckpt, model_from_checkpoint(ckpt, ckpt_path).eval()
 
 
 def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +87,29 @@ def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, t
 def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: int = 8, timesteps: int | None = None,
                   accept_reset_approximation: bool = False, overwrite: bool = False, dt: float = 1.0,
                   limits: str = "loihi2", chips: int = 1) -> dict:
-    """Capture, fold, map, quantize, check resources, and write a Loihi 2 bundle."""
+    """A Loihi 2 bundle from a neurodistill checkpoint (calibrated on its training data)."""
+    if calib < 1:
+        raise ConfigError(f"--calib {calib} is not allowed; it must be >= 1")
+    prepare_out(out, overwrite)
+    ckpt, model = load_model(ckpt_path)
+    T = timesteps or int(ckpt.get("config", {}).get("timesteps", 4))
+    x, y = calibration_data(ckpt, calib)
+    source = {"source": str(ckpt_path), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],
+              "calibration_split": "train"}
+    return export_module_loihi2(model, tuple(ckpt["dataset"]["input_shape"]), x, y, out, timesteps=T,
+                                weight_bits=weight_bits, accept_reset_approximation=accept_reset_approximation,
+                                overwrite=overwrite, dt=dt, limits=limits, chips=chips, source=source)
+
+
+def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x: torch.Tensor, y: torch.Tensor,
+                         out: Path, *, timesteps: int, weight_bits: int = 8, accept_reset_approximation: bool = False,
+                         overwrite: bool = False, dt: float = 1.0, limits: str = "loihi2", chips: int = 1,
+                         source: dict | None = None) -> dict:
+    """A Loihi 2 bundle from any spiking `nn.Module` built from spikingjelly/torch layers (Python API).
+
+    Shape:
+        x: calibration inputs `(N, *input_shape)` (static images, direct encoding); y: labels `(N,)`.
+    """
     from ..sim.float_graph import run_float
     from ..sim.fxp import run_fxp
     from .capture import capture
@@ -105,21 +122,19 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
 
     if not 2 <= weight_bits <= 8:
         raise ConfigError(f"--weight-bits {weight_bits} is not allowed; Loihi 2's Lava models take 2..8")
-    if calib < 1:
-        raise ConfigError(f"--calib {calib} is not allowed; it must be >= 1")
-    prepare_out(out, overwrite)
-    t0 = time.perf_counter()
-    ckpt, model = load_model(ckpt_path)
-    T = timesteps or int(ckpt.get("config", {}).get("timesteps", 4))
-    if T < 1:
-        raise ConfigError(f"--timesteps {T} is not allowed; it must be >= 1")
-    input_shape = tuple(ckpt["dataset"]["input_shape"])
-    graph = capture(model, input_shape, timesteps=T, dt=dt)
-    x, y = calibration_data(ckpt, calib)
-    current = encoding_current(graph, x.numpy())
-    reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation)
+    if timesteps < 1:
+        raise ConfigError(f"--timesteps {timesteps} is not allowed; it must be >= 1")
     if chips < 1:
         raise ConfigError(f"--chips {chips} is not allowed; it must be >= 1")
+    prepare_out(out, overwrite)
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise UnsupportedLayerError(f"NaN or Inf values in {', '.join(bad[:5])}; export needs finite weights")
+    t0 = time.perf_counter()
+    T = timesteps
+    graph = capture(model, input_shape, timesteps=T, dt=dt)
+    current = encoding_current(graph, x.numpy())
+    reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation)
     resources = map_resources(graph, load_limits(limits), chips)
     require_fit(resources)
 
@@ -131,9 +146,10 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
     dead = [p for p, s in q["spikes"].items() if not s.any()]
     for p in dead:
         log.warning("layer %s never spikes after quantization on %d calibration samples", p, len(y))
-    enc_report = next(r for r in reports if r.name == graph.encoding[0].target)
-    enc_report.bias_clipped = enc_clip
+    next(r for r in reports if r.name == graph.encoding[0].target).bias_clipped = enc_clip
     netx_reason = netx_unsupported_reason(graph)
+    source = source or {"source": "python module", "source_sha256": None, "model": type(model).__name__,
+                        "calibration_split": "given"}
 
     def fill(tmp: Path) -> dict:
         files = {"nir": "network.nir", "graph": "deploy.h5", "manifest": "manifest.json"}
@@ -143,8 +159,7 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
         write_nir(to_nir(graph), tmp / "network.nir")
         write_graph(graph, tmp / "deploy.h5")
         manifest = {
-            "format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "loihi2",
-            "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],
+            "format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "loihi2", **source,
             "timesteps": T, "dt": dt, "time_unit": "step" if dt == 1.0 else "s",
             "latency_steps": graph.latency_steps, "steps_per_sample": T + graph.latency_steps,
             "input_shape": list(input_shape), "weight_bits": weight_bits,
@@ -152,7 +167,7 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
                          "where": "host", "note": "runs once per sample; its quantized output is the population's bias"},
             "reset_schedule": "population at depth d is reset (u = v = 0) at step d + 1 of each sample",
             "layers": [_layer_entry(graph, p, r) for p, r in zip(graph.populations, reports, strict=True)],
-            "calibration_samples": int(len(y)), "calibration_split": "train",
+            "calibration_samples": int(len(y)),
             "accuracy_float": acc_float, "accuracy_quantized": acc_q,
             "dead_layers_after_quantization": dead, "resources": resources, "files": files,
             "netx": None if netx_reason is None else {"written": False, "reason": netx_reason},
