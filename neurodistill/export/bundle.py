@@ -23,7 +23,7 @@ import torch
 
 from .. import __version__
 from ..data import DataOptions, load_dataset
-from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
+from ..errors import ConfigError, UnsupportedLayerError
 from ..train.checkpoint import load_checkpoint
 from ..train.loop import model_from_checkpoint
 
@@ -138,7 +138,7 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
     resources = map_resources(graph, load_limits(limits), chips)
     require_fit(resources)
 
-    float_logits = run_float(graph, x.double().unsqueeze(0).expand(T, *x.shape))["logits"]
+    float_logits = run_float(graph, x.float().unsqueeze(0).expand(T, *x.shape))["logits"]
     acc_float = float((float_logits.mean(0).argmax(-1) == y).float().mean())
     bias, enc_clip = encoding_bias(graph, current)
     q = run_fxp(graph, torch.as_tensor(bias), T, record=True)

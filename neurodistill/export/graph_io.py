@@ -21,11 +21,21 @@ from .graph import DeployGraph, Neuron, Population, Synapse
 FORMAT, VERSION = "neurodistill-deploy", 1
 
 
+def _compact(name: str, v: np.ndarray) -> np.ndarray:
+    """Integer weights fit int16 ([-256, 254]) and float weights are float32, as the model trained them."""
+    if name == "weight_int":
+        return v.astype(np.int16)
+    if v.dtype == np.float64 and name == "weight":
+        return v.astype(np.float32)
+    return v
+
+
 def _put(g: h5py.Group, obj) -> None:
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if isinstance(v, np.ndarray):
-            g.create_dataset(f.name, data=v, compression="gzip" if v.size > 4096 else None)
+            v = _compact(f.name, v)
+            g.create_dataset(f.name, data=v, compression="lzf" if v.size > 4096 else None)
         elif dataclasses.is_dataclass(v):
             g.attrs[f.name] = json.dumps(dataclasses.asdict(v))
         else:
@@ -37,6 +47,10 @@ def _get(g: h5py.Group, cls):
     for f in dataclasses.fields(cls):
         if f.name in g:
             kw[f.name] = g[f.name][()]
+            if f.name == "weight_int":
+                kw[f.name] = kw[f.name].astype(np.int64)
+            elif f.name == "weight":
+                kw[f.name] = kw[f.name].astype(np.float64)
         elif f.name in g.attrs:
             v = json.loads(g.attrs[f.name])
             kw[f.name] = tuple(v) if isinstance(v, list) else v

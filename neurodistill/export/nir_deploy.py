@@ -30,6 +30,11 @@ def neuron_node(n: Neuron, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
                    v_threshold=full(n.v_threshold), v_reset=full(vr))
 
 
+def _f32(w: np.ndarray) -> np.ndarray:
+    """Weights as the model holds them (float32), the same values deploy.h5 stores."""
+    return np.asarray(w, dtype=np.float32)
+
+
 def _unit_scale(s) -> bool:
     """A depthwise 1x1 conv with stride 1 and no padding: a per-channel scale."""
     return (s.kind == "conv" and s.weight.shape[1:] == (1, 1, 1) and s.groups == s.weight.shape[0]
@@ -60,7 +65,7 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
             if _unit_scale(s):  # a per-channel scale (identity shortcut): NIR's Scale, which type-checks
                 nodes[name] = nir.Scale(scale=np.broadcast_to(s.weight.reshape(-1, 1, 1), p.shape).astype(np.float64))
             elif s.kind == "conv":
-                nodes[name] = nir.Conv2d(input_shape=tuple(s.in_shape[1:]), weight=s.weight, stride=s.stride,
+                nodes[name] = nir.Conv2d(input_shape=tuple(s.in_shape[1:]), weight=_f32(s.weight), stride=s.stride,
                                          padding=s.padding, dilation=(1, 1), groups=s.groups,
                                          bias=bias.reshape(bias.shape[0], -1)[:, 0].copy())
             else:
@@ -69,7 +74,7 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
                     nodes[flat] = nir.Flatten(input_type={"input": np.array(s.in_shape)}, start_dim=0, end_dim=-1)
                     edges.append((src, flat))
                     src = flat
-                nodes[name] = nir.Affine(weight=s.weight, bias=bias.reshape(-1).copy())
+                nodes[name] = nir.Affine(weight=_f32(s.weight), bias=bias.reshape(-1).copy())
             edges += [(src, name), (name, target)]
     meta = {
         "dt": graph.dt, "timesteps": graph.timesteps, "time_unit": "step" if graph.dt == 1.0 else "s",

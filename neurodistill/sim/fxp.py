@@ -48,12 +48,22 @@ def lif_step(u, v, a, bias, i_decay: int, v_decay: int, v_th: int):
     return u, torch.where(s, torch.zeros_like(v), v), s
 
 
+def exact_dtype(w_int) -> torch.dtype:
+    """float32 when every partial sum of binary inputs is an integer below 2^24 (exact), else float64."""
+    import numpy as np
+
+    fan_in = int(np.prod(w_int.shape[1:]))
+    return torch.float32 if int(np.abs(w_int).max(initial=0)) * fan_in < 2**24 else torch.float64
+
+
 def synapse_int(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Integer accumulation of one synapse layer over binary spikes `s (B, *in_shape)`."""
+    """Integer accumulation of one synapse layer over binary spikes `s (B, *in_shape)`.
+
+    `w` is float32 or float64 as `exact_dtype` chose: either way the sums are exact integers.
+    """
     if syn.kind == "dense":
-        return (s.reshape(s.shape[0], -1).to(torch.float64) @ w.T).round().long().reshape(s.shape[0], *syn.out_shape)
-    # float64 holds these integer sums exactly (|sum| < 2^53)
-    acc = F.conv2d(s.to(torch.float64), w, stride=syn.stride, padding=syn.padding, groups=syn.groups)
+        return (s.reshape(s.shape[0], -1).to(w.dtype) @ w.T).round().long().reshape(s.shape[0], *syn.out_shape)
+    acc = F.conv2d(s.to(w.dtype), w, stride=syn.stride, padding=syn.padding, groups=syn.groups)
     return wrap24(acc.round().long())
 
 
@@ -70,7 +80,7 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     steps = timesteps + graph.latency_steps
     enc_pop = graph.encoding[0].target
     chip = [s for s in graph.synapses if not s.host]
-    w = {s.name: torch.as_tensor(s.weight_int, dtype=torch.float64) for s in chip}
+    w = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in chip}
     bias = {p.name: enc_bias.long() if p.name == enc_pop else torch.as_tensor(p.bias_mant).long().expand(B, *p.shape)
             for p in graph.populations}
     u = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
@@ -92,7 +102,10 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
             if p.name in spikes and record:
                 spikes[p.name].append(out[p.name])
         for s in chip:
-            queue[s.name].append(synapse_int(s, out[s.source], w[s.name]))
+            src = out[s.source]
+            # a silent source sends nothing: skip the convolution (deep layers before their window)
+            acc = synapse_int(s, src, w[s.name]) if src.any() else torch.zeros(B, *s.out_shape, dtype=torch.long)
+            queue[s.name].append(acc)
         v_out.append(v[graph.readout.name].clone())
     res = {"v_readout": v[graph.readout.name], "v_readout_steps": torch.stack(v_out), "steps": steps}
     if record:
