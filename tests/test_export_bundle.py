@@ -135,6 +135,9 @@ def test_soft_reset_needs_the_flag(tmp_path):
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert "soft reset approximated" in " ".join(m["layers"][0]["notes"])
+    note = m["reset_approximation"]
+    assert note["layers"] == ["body.2", "body.5"]
+    assert note["accuracy_change"] == pytest.approx(m["accuracy_quantized"] - m["accuracy_float"])
 
 
 def test_nan_weights(tmp_path, student):

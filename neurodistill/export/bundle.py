@@ -170,6 +170,7 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
             "calibration_samples": int(len(y)),
             "accuracy_float": acc_float, "accuracy_quantized": acc_q,
             "dead_layers_after_quantization": dead, "resources": resources, "files": files,
+            "reset_approximation": _reset_note(graph, acc_float, acc_q),
             "netx": None if netx_reason is None else {"written": False, "reason": netx_reason},
             "export_seconds": round(time.perf_counter() - t0, 3),
         }
@@ -177,6 +178,16 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
         return manifest
 
     return write_dir(out, overwrite, fill)
+
+
+def _reset_note(graph, acc_float: float, acc_q: float) -> dict | None:
+    """With --accept-reset-approximation: which layers, and the accuracy change it measured."""
+    soft = [p.name for p in graph.populations if p.neuron.kind != "readout" and p.neuron.v_reset is None]
+    if not soft:
+        return None
+    return {"layers": soft, "trained_reset": "soft (v -= threshold)", "loihi_reset": "to 0",
+            "accuracy_float_soft_reset": acc_float, "accuracy_quantized_reset_to_0": acc_q,
+            "accuracy_change": acc_q - acc_float}
 
 
 def _layer_entry(graph, p, r) -> dict:

@@ -223,14 +223,16 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module) -> t
     Computed in float64 and returned in `weight`'s dtype, so the only rounding is the final one.
     A BatchNorm without affine parameters has g = 1, beta = 0.
     """
-    w = weight.detach().double()
-    b = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device) if bias is None else bias.detach().double()
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(b)
-    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(b)
-    k = gamma / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    w_new = w * k.reshape(-1, *([1] * (w.dim() - 1)))
-    b_new = beta + (b - bn.running_mean.detach().double()) * k
-    return w_new.to(weight.dtype), b_new.to(weight.dtype)
+    from .fold import fold_bn as fold_arrays
+
+    n = weight.shape[0]
+    b = np.zeros(n) if bias is None else bias.detach().double().cpu().numpy()
+    gamma = bn.weight.detach().double().cpu().numpy() if bn.weight is not None else np.ones(n)
+    beta = bn.bias.detach().double().cpu().numpy() if bn.bias is not None else np.zeros(n)
+    w_new, b_new = fold_arrays(weight.detach().double().cpu().numpy(), b, gamma, beta,
+                               bn.running_mean.detach().double().cpu().numpy(), bn.running_var.detach().double().cpu().numpy(),
+                               bn.eps)
+    return torch.from_numpy(w_new).to(weight.dtype), torch.from_numpy(b_new).to(weight.dtype)
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
