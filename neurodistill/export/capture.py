@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ class _Term:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
+    dense_ops: int = 0
 
 
 @dataclass
@@ -186,6 +187,8 @@ class _Walker:
                 terms.append(self.conv_term(name, src, m, w, x))
         if any(t is UNKNOWN for t in terms):
             return UNKNOWN
+        # the original layer's operations, counted once however many copies a SEW sum makes
+        terms[0].dense_ops = int(np.prod(w.shape) * (np.prod(out_shape[1:]) if isinstance(m, nn.Conv2d) else 1))
         return _Current(terms, bias)
 
     def identity_terms(self, where: str, x: _Spikes) -> list[_Term]:
@@ -233,8 +236,7 @@ class _Walker:
         per = (-1,) + (1,) * (len(shape) - 1)
         _, shift = fold_bn(np.zeros((n, 1)), np.zeros(n), g, beta, mu, var, m.eps)
         k = g / np.sqrt(var + m.eps)
-        terms = [_Term(t.name, t.kind, t.source, t.weight * k.reshape(-1, *([1] * (t.weight.ndim - 1))),
-                       t.in_shape, t.stride, t.padding, t.groups) for t in x.terms]
+        terms = [replace(t, weight=t.weight * k.reshape(-1, *([1] * (t.weight.ndim - 1)))) for t in x.terms]
         return _Current(terms, x.bias * k.reshape(per) + shift.reshape(per))
 
     def population(self, path: str, m: nn.Module, x: _Current, shape) -> _Spikes:
@@ -265,7 +267,7 @@ class _Walker:
         for t in x.terms:
             out_shape = tuple(int(s) for s in shape)
             self.synapses.append(Synapse(t.name, t.kind, t.source, name, t.weight, tuple(t.in_shape), out_shape,
-                                         t.stride, t.padding, t.groups))
+                                         t.stride, t.padding, t.groups, dense_ops=t.dense_ops))
 
 
 def _assign_depths(pops: list[Population], syns: list[Synapse]) -> None:

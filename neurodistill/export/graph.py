@@ -70,6 +70,9 @@ class Synapse:
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
     delay: int = 0  # extra steps beyond the one every synapse layer adds (path-length matching)
+    # Paper-convention operations of the original layer per step (k_h k_w C_in/groups C_out H_out W_out
+    # or f_in f_out), before folding; 0 for identity shortcuts and for the extra copies of a SEW sum.
+    dense_ops: int = 0
     weight_int: np.ndarray | None = None  # filled in by quantization
 
     @property
