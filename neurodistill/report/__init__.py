@@ -1,0 +1,1 @@
+"""Counting and pricing: what happened (counters) kept apart from what it costs (profiles)."""
