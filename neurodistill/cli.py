@@ -238,6 +238,28 @@ def inspect(bundle_dir: str) -> None:
 
 
 @main.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.option("--backend", type=click.Choice(["fxp", "float", "lava"]), default="fxp", show_default=True,
+              help="fxp: bit-accurate Loihi 2 fixed point; float: the float graph; lava: Lava fixed_pt (chain bundles)")
+@click.option("--samples", type=int, default=256, show_default=True, help="test samples to run")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="samples per batch (fxp, float)")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="dataset directory [the bundle's]")
+@click.option("--encoding-once", is_flag=True, help="count the encoding layer's MACs once per inference, not per step")
+@click.option("--lava-python", type=click.Path(dir_okay=False), default=None, help="Lava interpreter [.venv-lava]")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for simulation.json")
+def simulate(bundle_dir: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
+             lava_python: str | None, out: str) -> None:
+    """Replay a Loihi 2 bundle on test data: accuracy, spikes, synaptic events, ACs and MACs per layer."""
+    from .sim.run import simulate as run_sim
+
+    sim = run_sim(Path(bundle_dir), Path(out), backend=backend, samples=samples, batch_size=batch_size,
+                  encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir)
+    click.echo(f"{backend}: accuracy {sim['accuracy']:.4f} on {sim['samples']} test samples; firing rate "
+               f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
+               f"synaptic events; simulation.json in {out}")
+
+
+@main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo directory")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")
 def demo(out: str, seed: int) -> None:

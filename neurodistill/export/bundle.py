@@ -67,6 +67,19 @@ def load_model(ckpt_path: Path):
     return ckpt, model_from_checkpoint(ckpt, ckpt_path).eval()
 
 
+def dataset_samples(name: str, data_dir: str | None, data: dict, n: int, split: str = "train",
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` samples of a split, no augmentation, in a fixed random order (train) or in order (test)."""
+    opts = DataOptions(augment=False, synthetic_shape=tuple(data.get("synthetic_shape", (3, 32, 32))),
+                       synthetic_classes=data.get("synthetic_classes", 10), synthetic_size=data.get("synthetic_size", 256),
+                       image_size=data.get("image_size", 224), seed=data.get("seed", 0))
+    train, test, _ = load_dataset(name, data_dir, opts)
+    ds = train if split == "train" else test
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)) if split == "train" else torch.arange(len(ds))
+    xs, ys = zip(*(ds[int(i)] for i in idx[: min(n, len(ds))]), strict=True)
+    return torch.stack(xs), torch.as_tensor(ys)
+
+
 def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` training samples of the checkpoint's dataset, no augmentation, in a fixed random order."""
     cfg, ds = ckpt.get("config", {}), ckpt.get("dataset", {})
@@ -74,14 +87,7 @@ def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, t
         raise UnsupportedLayerError(
             "event (DVS) inputs are not supported by the loihi2 target yet: its encoding layer assumes direct-encoded "
             "static images; export --target nir or onnx instead")
-    data = cfg.get("data") or {}
-    opts = DataOptions(augment=False, synthetic_shape=tuple(data.get("synthetic_shape", (3, 32, 32))),
-                       synthetic_classes=data.get("synthetic_classes", 10), synthetic_size=data.get("synthetic_size", 256),
-                       image_size=data.get("image_size", 224), seed=data.get("seed", 0))
-    train, _, _ = load_dataset(cfg.get("dataset", "digits"), cfg.get("data_dir"), opts)
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: min(n, len(train))]
-    xs, ys = zip(*(train[int(i)] for i in idx), strict=True)
-    return torch.stack(xs), torch.as_tensor(ys)
+    return dataset_samples(cfg.get("dataset", "digits"), cfg.get("data_dir"), cfg.get("data") or {}, n, "train", seed)
 
 
 def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: int = 8, timesteps: int | None = None,
@@ -94,8 +100,11 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
     ckpt, model = load_model(ckpt_path)
     T = timesteps or int(ckpt.get("config", {}).get("timesteps", 4))
     x, y = calibration_data(ckpt, calib)
+    cfg = ckpt.get("config", {})
     source = {"source": str(ckpt_path), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],
-              "calibration_split": "train"}
+              "calibration_split": "train",
+              "dataset": {"name": cfg.get("dataset", "digits"), "data_dir": cfg.get("data_dir"), "data": cfg.get("data", {}),
+                          "num_classes": ckpt["model"]["num_classes"]}}
     return export_module_loihi2(model, tuple(ckpt["dataset"]["input_shape"]), x, y, out, timesteps=T,
                                 weight_bits=weight_bits, accept_reset_approximation=accept_reset_approximation,
                                 overwrite=overwrite, dt=dt, limits=limits, chips=chips, source=source)

@@ -43,15 +43,20 @@ def fanout_map(syn: Synapse) -> torch.Tensor:
     return fan[0]
 
 
-def windows(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int) -> dict[str, torch.Tensor]:
-    """Each population's spikes in its own T-step window: `(T, B, *shape)`."""
-    return {p.name: spikes[p.name][p.depth: p.depth + timesteps] for p in graph.populations if p.name in spikes}
+def windows(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int,
+            pipelined: bool = True) -> dict[str, torch.Tensor]:
+    """Each population's spikes in its own T-step window: `(T, B, *shape)` (latency-free runs: the first T)."""
+    return {p.name: spikes[p.name][(p.depth if pipelined else 0):][:timesteps] for p in graph.populations if p.name in spikes}
 
 
-def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, encoding_once: bool = False) -> dict:
-    """Counts per layer (graph order) and the global firing rates (both conventions)."""
+def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, encoding_once: bool = False,
+          pipelined: bool = True) -> dict:
+    """Counts per layer (graph order) and the global firing rates (both conventions).
+
+    `pipelined`: spikes come from a Loihi-timed run (fixed point, Lava); False for the float run.
+    """
     T = timesteps
-    win = windows(graph, spikes, T)
+    win = windows(graph, spikes, T, pipelined)
     any_sp = next(iter(spikes.values()))
     B = any_sp.shape[1]
     layers = []
@@ -94,4 +99,31 @@ def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, e
             "synaptic_events": "exact: each input spike times its padding-aware fan-out",
             "window": "each layer's T steps after its latency; pipeline-fill spikes reported apart",
         },
+    }
+
+
+SUMMED = ("spikes", "synaptic_events", "acs", "macs", "neuron_updates", "pipeline_spikes")
+
+
+def merge_counts(parts: list[dict]) -> dict:
+    """The counts of several batches of samples as one (sums; rates recomputed)."""
+    first = parts[0]
+    T = first["timesteps"]
+    B = sum(p["samples"] for p in parts)
+    layers = []
+    for i, layer in enumerate(first["layers"]):
+        merged = dict(layer)
+        for k in SUMMED:
+            merged[k] = sum(p["layers"][i][k] for p in parts)
+        merged["spikes_per_step"] = [sum(p["layers"][i]["spikes_per_step"][t] for p in parts) for t in range(T)]
+        if layer["firing_rate"] is not None:
+            merged["firing_rate"] = merged["spikes"] / (layer["neurons"] * T * B)
+        layers.append(merged)
+    firing = [x for x in layers if x["firing_rate"] is not None]
+    totals = {k: sum(x[k] for x in layers) for k in ("spikes", "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates")}
+    return {
+        **first, "samples": B, "layers": layers,
+        "firing_rate_neuron_weighted": sum(x["spikes"] for x in firing) / max(sum(x["neurons"] * T * B for x in firing), 1),
+        "firing_rate_mean_of_layers": sum(x["firing_rate"] for x in firing) / max(len(firing), 1),
+        "totals": {**totals, "ops": totals["acs"] + totals["macs"]},
     }

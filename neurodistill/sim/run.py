@@ -1,0 +1,121 @@
+"""`neurodistill simulate BUNDLE`: replay a Loihi 2 bundle on test data and count what happens.
+
+Backends: `fxp` (neurodistill's bit-accurate fixed-point simulator, batched), `float` (the
+latency-free float graph, spikingjelly semantics) and `lava` (Lava's `fixed_pt` models through
+the Lava environment; chain bundles with a `network.net`). Writes `simulation.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
+from ..export.bundle import dataset_samples
+from ..export.graph_io import read_graph
+from ..export.inspect import read_manifest
+from ..export.loihi2 import encoding_bias, encoding_current
+from ..report.counters import count, merge_counts
+from ..train.checkpoint import atomic_write
+from .float_graph import run_float
+from .fxp import run_fxp
+
+log = logging.getLogger(__name__)
+BACKENDS = ("fxp", "float", "lava")
+RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx.py"
+
+
+def find_lava_python(explicit: str | None = None) -> str:
+    for cand in (explicit, os.environ.get("NEURODISTILL_LAVA_PYTHON")):
+        if cand:
+            return cand
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        py = root / ".venv-lava" / "bin" / "python"
+        if py.exists():
+            return str(py)
+    raise ConfigError("the lava backend needs the Lava environment: run 'make lava-env', or pass --lava-python "
+                      "(or set NEURODISTILL_LAVA_PYTHON) to a Python 3.10 with lava-nc 0.10.0 and lava-dl 0.6.0")
+
+
+def bundle_id(bundle: Path) -> str:
+    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+
+
+def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python: str | None) -> dict:
+    if not (bundle / "network.net").is_file():
+        raise UnsupportedLayerError(
+            f"bundle {str(bundle)!r} has no network.net (a residual or branching graph); this version's lava backend runs "
+            "chain bundles only; use --backend fxp, which is bit-exact with Lava on every tested chain")
+    py = find_lava_python(lava_python)
+    with tempfile.TemporaryDirectory() as d:
+        np.savez(Path(d) / "in.npz", bias=bias, steps=steps)
+        res = subprocess.run([py, str(RUNNER), str(bundle / "network.net"), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"the Lava runner failed:\n{res.stderr[-3000:]}")
+        out = np.load(Path(d) / "out.npz")
+        firing = [p for p in graph.populations if p.neuron.kind != "readout"]
+        spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1) for k, p in enumerate(firing)}
+        v = torch.from_numpy(out["v_readout"][:, -1])
+    return {"spikes": spikes, "v_readout": v}
+
+
+def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
+             encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None) -> dict:
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+    if samples < 1 or batch_size < 1:
+        raise ConfigError("--samples and --batch-size must be >= 1")
+    manifest = read_manifest(bundle)
+    if manifest.get("target") != "loihi2":
+        raise CheckpointError(f"{str(bundle)!r} is a {manifest.get('target')!r} export; simulate reads loihi2 bundles")
+    if not (bundle / "deploy.h5").is_file():
+        raise CheckpointError(f"bundle {str(bundle)!r} has no deploy.h5; re-export it")
+    graph = read_graph(bundle / "deploy.h5")
+    if list(graph.input_shape) != list(manifest["input_shape"]):
+        raise CheckpointError(f"bundle {str(bundle)!r}: deploy.h5 input {list(graph.input_shape)} disagrees with the "
+                              f"manifest's {manifest['input_shape']}")
+    ds = manifest.get("dataset")
+    if not ds:
+        raise CheckpointError(f"bundle {str(bundle)!r} names no dataset (exported from Python); simulate it from Python")
+    x, y = dataset_samples(ds["name"], data_dir or ds.get("data_dir"), ds.get("data") or {}, samples, split="test")
+    T = int(manifest["timesteps"])
+    steps = T + graph.latency_steps
+    parts, correct = [], 0
+    for start in range(0, len(y), batch_size):
+        xb, yb = x[start: start + batch_size], y[start: start + batch_size]
+        if backend == "float":
+            run = run_float(graph, xb.float().unsqueeze(0).expand(T, *xb.shape), record=True)
+            pred, spikes, pipelined = run["logits"].mean(0).argmax(-1), run["spikes"], False
+        else:
+            bias, _ = encoding_bias(graph, encoding_current(graph, xb.numpy()))
+            run = (run_fxp(graph, torch.as_tensor(bias), T) if backend == "fxp"
+                   else _lava_spikes(bundle, graph, bias, steps, lava_python))
+            pred, spikes, pipelined = run["v_readout"].argmax(-1), run["spikes"], True
+        correct += int((pred == yb).sum())
+        parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined))
+    counts = merge_counts(parts)
+    sim = {
+        "backend": backend, "samples": int(len(y)), "timesteps": T, "accuracy": correct / len(y),
+        "steps_per_sample": steps if backend != "float" else T, "split": "test", "dataset": ds["name"],
+        "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
+        "neurodistill_version": __version__,
+        "layers": [{k: layer[k] for k in ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate",
+                                            "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates", "pipeline_spikes")}
+                   for layer in counts["layers"]],
+        "firing_rate_neuron_weighted": counts["firing_rate_neuron_weighted"],
+        "firing_rate_mean_of_layers": counts["firing_rate_mean_of_layers"],
+        "totals": counts["totals"], "conventions": counts["conventions"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
+    return sim

@@ -1,0 +1,89 @@
+"""`neurodistill simulate`: simulation.json from the fixed-point, float and Lava backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neurodistill.cli import main
+from neurodistill.config import resolve
+from neurodistill.train import train
+
+from .test_cli_errors import assert_user_error
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("sim")
+    train(resolve({"model": "snn_digits", "epochs": 8, "out": str(d / "run")}, {}))
+    res = invoke("export", d / "run" / "best.pt", "--out", d / "bundle", "--calib", "128")
+    assert res.exit_code == 0, res.output
+    return d / "bundle"
+
+
+def _sim(bundle: Path, out: Path, backend: str, n: int = 20) -> dict:
+    res = invoke("simulate", bundle, "--backend", backend, "--samples", n, "--batch-size", 8, "--out", out)
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "simulation.json").read_text())
+
+
+def test_simulation_json_has_what_design_promises(bundle, tmp_path):
+    sim = _sim(bundle, tmp_path, "fxp")
+    for key in ("backend", "samples", "timesteps", "accuracy", "layers", "firing_rate_neuron_weighted",
+                "firing_rate_mean_of_layers"):
+        assert key in sim
+    assert (sim["backend"], sim["samples"], sim["timesteps"]) == ("fxp", 20, 4)
+    for layer in sim["layers"]:
+        assert set(layer) >= {"name", "neurons", "spikes", "spikes_per_step", "firing_rate", "synaptic_events",
+                              "dense_ops", "acs", "macs", "neuron_updates"}
+        assert sum(layer["spikes_per_step"]) == layer["spikes"] and len(layer["spikes_per_step"]) == 4
+        assert layer["neuron_updates"] == layer["neurons"] * 4 * 20
+    enc = sim["layers"][0]
+    assert enc["macs"] == 9 * 16 * 64 * 4 * 20 and enc["acs"] == 0  # host encoding: MACs every step
+    assert sim["layers"][1]["acs"] > 0 and sim["layers"][1]["macs"] == 0
+
+
+def test_batches_do_not_change_the_counts(bundle, tmp_path):
+    a = _sim(bundle, tmp_path / "a", "fxp")
+    res = invoke("simulate", bundle, "--samples", 20, "--batch-size", 20, "--out", tmp_path / "b")
+    assert res.exit_code == 0
+    b = json.loads((tmp_path / "b" / "simulation.json").read_text())
+    assert a["layers"] == b["layers"] and a["accuracy"] == b["accuracy"]
+
+
+def test_float_backend_is_close_to_fixed_point(bundle, tmp_path):
+    f, q = _sim(bundle, tmp_path / "f", "float"), _sim(bundle, tmp_path / "q", "fxp")
+    assert abs(f["accuracy"] - q["accuracy"]) <= 0.1
+    assert f["layers"][0]["spikes"] > 0
+
+
+@pytest.mark.lava
+def test_lava_backend_counts_equal_the_fixed_point_simulator(bundle, tmp_path, lava_py):
+    res = invoke("simulate", bundle, "--backend", "lava", "--samples", 20, "--lava-python", lava_py, "--out", tmp_path / "l")
+    assert res.exit_code == 0, res.output
+    lava = json.loads((tmp_path / "l" / "simulation.json").read_text())
+    fxp = _sim(bundle, tmp_path / "q", "fxp")
+    assert lava["layers"] == fxp["layers"] and lava["accuracy"] == fxp["accuracy"]
+
+
+def test_bad_bundles(bundle, tmp_path):
+    import shutil
+
+    assert_user_error(invoke("simulate", tmp_path, "--out", tmp_path / "o"), "not an export bundle")
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    (broken / "manifest.json").write_text("{not json")
+    assert_user_error(invoke("simulate", broken, "--out", tmp_path / "o"), "not valid JSON")
+    shutil.rmtree(broken)
+    shutil.copytree(bundle, broken)
+    data = (broken / "deploy.h5").read_bytes()
+    (broken / "deploy.h5").write_bytes(data[: len(data) // 2])
+    assert_user_error(invoke("simulate", broken, "--out", tmp_path / "o"), "deploy.h5")
+    assert_user_error(invoke("simulate", bundle, "--backend", "gpu", "--out", tmp_path / "o"), "'gpu' is not one of")
