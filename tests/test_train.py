@@ -53,6 +53,10 @@ def test_demo_teacher_and_tser_student_reach_the_bar(tmp_path):
     assert (teacher["model"], student["model"], student["method"], student["timesteps"]) == ("ann_digits", "snn_digits", "tser", 4)
     assert teacher["test_acc"] >= 0.98 and student["test_acc"] >= 0.97, (teacher["test_acc"], student["test_acc"])
     assert wall <= 180
+    bundle = json.loads((tmp_path / "loihi2" / "manifest.json").read_text())
+    assert abs(bundle["accuracy_quantized"] - bundle["accuracy_float"]) <= 0.01
+    sim = json.loads((tmp_path / "simulation" / "simulation.json").read_text())
+    assert sim["samples"] == 360 and sim["accuracy"] >= 0.97
     # the files DESIGN.md promises
     for f in ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json"):
         assert (tmp_path / "student" / f).is_file()
