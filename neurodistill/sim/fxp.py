@@ -20,9 +20,12 @@ UV_MAX = 2**23  # 24-bit u and v
 
 
 def decay(x: torch.Tensor, d: int) -> torch.Tensor:
-    """x * (4096 - d) / 4096, rounded toward zero."""
-    p = x * (4096 - d)
-    return torch.sign(p) * (p.abs() >> 12)
+    """x * (4096 - d) / 4096, rounded toward zero (Lava: sign(p) * (|p| >> 12))."""
+    if d == 0:
+        return x
+    if d == 4096:
+        return torch.zeros_like(x)
+    return torch.div(x * (4096 - d), 4096, rounding_mode="trunc")
 
 
 def wrap_u(u: torch.Tensor) -> torch.Tensor:
@@ -36,16 +39,21 @@ def wrap24(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x + UV_MAX, 2 * UV_MAX) - UV_MAX
 
 
-def lif_step(u, v, a, bias, i_decay: int, v_decay: int, v_th: int):
+def lif_step(u, v, a, bias, i_decay: int, v_decay: int, v_th: int, bias_is_shifted: bool = False):
     """One Loihi CUBA LIF update (netx units: du = iDecay - 1 plus Lava's offset 1 = iDecay).
 
-    Returns (u, v, spikes); all int64 tensors of one shape, `a` the synaptic input.
+    Returns (u, v, spikes); all int64 tensors of one shape, `a` the synaptic input (or None for
+    none). `bias_is_shifted`: `bias` already holds `bias_mant << 6` (hoisted out of the step loop).
     """
-    u = wrap_u(decay(u, i_decay) + (a << 6))
-    v = decay(v, v_decay) + u + (bias << 6)
-    v = v.clamp(-(UV_MAX - 1), UV_MAX - 1)
+    if a is None:
+        a = torch.zeros_like(v)
+    u = a << 6 if i_decay == 4096 else decay(u, i_decay) + (a << 6)  # iDecay 4096: no current memory
+    if bool(u.abs().max() >= UV_MAX) if u.numel() else False:
+        u = wrap_u(u)
+    v = decay(v, v_decay) + u + (bias if bias_is_shifted else bias << 6)
+    v.clamp_(-(UV_MAX - 1), UV_MAX - 1)
     s = v > (v_th << 6)
-    return u, torch.where(s, torch.zeros_like(v), v), s
+    return u, v.masked_fill_(s, 0), s
 
 
 def exact_dtype(w_int) -> torch.dtype:
@@ -81,7 +89,8 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     enc_pop = graph.encoding[0].target
     chip = [s for s in graph.synapses if not s.host]
     w = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in chip}
-    bias = {p.name: enc_bias.long() if p.name == enc_pop else torch.as_tensor(p.bias_mant).long().expand(B, *p.shape)
+    # bias << 6 once, not every step
+    bias = {p.name: (enc_bias.long() if p.name == enc_pop else torch.as_tensor(p.bias_mant).long()) << 6
             for p in graph.populations}
     u = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
     v = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
@@ -89,16 +98,17 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     spikes = {p.name: [] for p in graph.populations if p.neuron.kind != "readout"}
     v_out = []
     for t in range(1, steps + 1):
-        a = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
+        a: dict[str, torch.Tensor] = {}
         for s in chip:
-            a[s.target] += queue[s.name].pop(0)
+            acc = queue[s.name].pop(0)
+            a[s.target] = acc if s.target not in a else a[s.target] + acc
         out = {}
         for p in graph.populations:
             if t == p.depth + 1:
                 u[p.name].zero_()
                 v[p.name].zero_()
-            u[p.name], v[p.name], out[p.name] = lif_step(u[p.name], v[p.name], a[p.name], bias[p.name],
-                                                         p.i_decay, p.v_decay, p.v_th_mant)
+            u[p.name], v[p.name], out[p.name] = lif_step(u[p.name], v[p.name], a.get(p.name), bias[p.name],
+                                                         p.i_decay, p.v_decay, p.v_th_mant, bias_is_shifted=True)
             if p.name in spikes and record:
                 spikes[p.name].append(out[p.name])
         for s in chip:
