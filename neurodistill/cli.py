@@ -260,6 +260,42 @@ def simulate(bundle_dir: str, backend: str, samples: int, batch_size: int, data_
 
 
 @main.command()
+@click.argument("simdirs", metavar="SIMDIR...", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--profile", "profile_names", multiple=True, default=("cmos45-fp32", "cmos45-int8", "loihi", "loihi2"),
+              show_default=True, help="hardware profile name or .toml path; repeat for several")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="report directory")
+def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], out: str) -> None:
+    """Price simulations with hardware profiles; write JSON, CSV, Markdown, LaTeX and figures."""
+    from .report.report import build, read_simulation, write
+
+    rep = build([read_simulation(Path(d)) for d in simdirs], list(profile_names))
+    files = write(rep, Path(out))
+    click.echo(f"report in {out}: {len(files)} files (report.md, report.tex, figures); profiles: {', '.join(rep['profiles'])}")
+
+
+@main.group()
+def profiles() -> None:
+    """Hardware profiles for energy pricing (hw_profiles/*.toml)."""
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """List the shipped profiles."""
+    from .report.profiles import list_table
+
+    click.echo(list_table())
+
+
+@profiles.command("show")
+@click.argument("name")
+def profiles_show(name: str) -> None:
+    """Show one profile (a shipped name or a .toml path): every constant with its source."""
+    from .report.profiles import load_profile, show_table
+
+    click.echo(show_table(load_profile(name)))
+
+
+@main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo directory")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")
 def demo(out: str, seed: int) -> None:

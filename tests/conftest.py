@@ -48,3 +48,19 @@ def digits_teacher(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
     train(resolve({"model": "ann_digits", "epochs": 30, "out": str(out)}, {}))
     return out / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def sim_bundle(tmp_path_factory) -> Path:
+    """A trained (8 epochs) and exported digits Loihi 2 bundle, shared by simulate and report tests."""
+    from click.testing import CliRunner
+
+    from neurodistill.cli import main
+    from neurodistill.config import resolve
+    from neurodistill.train import train
+
+    d = tmp_path_factory.mktemp("sim")
+    train(resolve({"model": "snn_digits", "epochs": 8, "out": str(d / "run")}, {}))
+    res = CliRunner().invoke(main, ["export", str(d / "run" / "best.pt"), "--out", str(d / "bundle"), "--calib", "128"])
+    assert res.exit_code == 0, res.output
+    return d / "bundle"

@@ -9,8 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from neurodistill.cli import main
-from neurodistill.config import resolve
-from neurodistill.train import train
 
 from .test_cli_errors import assert_user_error
 
@@ -19,13 +17,9 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("sim")
-    train(resolve({"model": "snn_digits", "epochs": 8, "out": str(d / "run")}, {}))
-    res = invoke("export", d / "run" / "best.pt", "--out", d / "bundle", "--calib", "128")
-    assert res.exit_code == 0, res.output
-    return d / "bundle"
+@pytest.fixture
+def bundle(sim_bundle) -> Path:
+    return sim_bundle
 
 
 def _sim(bundle: Path, out: Path, backend: str, n: int = 20) -> dict:

@@ -1,0 +1,116 @@
+"""Figures for papers: PNG and PDF, each with the CSV of its data next to it (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, out: Path, stem: str, header: list[str], rows: list[list]) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{stem}.{ext}", dpi=160)
+    plt.close(fig)
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return [f"{stem}.png", f"{stem}.pdf", f"{stem}.csv"]
+
+
+def firing_rate_by_layer(models: list[dict], out: Path) -> list[str]:
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / len(models)
+    rows = []
+    for i, m in enumerate(models):
+        layers = [x for x in m["layers"] if x["firing_rate"] is not None]
+        xs = [j + i * width for j in range(len(layers))]
+        ax.bar(xs, [x["firing_rate"] for x in layers], width, label=m["label"])
+        rows += [[m["label"], x["name"], x["firing_rate"]] for x in layers]
+        if i == 0:
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], [x["name"] for x in layers], rotation=45, ha="right")
+    ax.set_ylabel("firing rate (spikes / neuron / step)")
+    ax.set_title("Firing rate per layer")
+    if len(models) > 1:
+        ax.legend()
+    return _save(fig, out, "firing_rate_by_layer", ["model", "layer", "firing_rate"], rows)
+
+
+def firing_rate_by_step(models: list[dict], out: Path) -> list[str]:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    rows = []
+    for m in models:
+        T, B = m["timesteps"], m["samples"]
+        firing = [x for x in m["layers"] if x["firing_rate"] is not None]
+        n = sum(x["neurons"] for x in firing)
+        rate = [sum(x["spikes_per_step"][t] for x in firing) / (n * B) for t in range(T)]
+        ax.plot(range(1, T + 1), rate, marker="o", label=m["label"])
+        rows += [[m["label"], t + 1, r] for t, r in enumerate(rate)]
+    ax.set_xlabel("time step")
+    ax.set_xticks(range(1, max(m["timesteps"] for m in models) + 1))
+    ax.set_ylabel("firing rate (neuron-weighted)")
+    ax.set_title("Firing rate per time step")
+    if len(models) > 1:
+        ax.legend()
+    return _save(fig, out, "firing_rate_by_step", ["model", "t", "firing_rate"], rows)
+
+
+def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
+    with_acc = [m for m in models if m.get("accuracy_per_timestep")]
+    if not with_acc:
+        return []
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    rows = []
+    for m in with_acc:
+        per = m["accuracy_per_timestep"]
+        ts = [p["t"] for p in per]
+        ax.plot(ts, [p["alone"] for p in per], marker="o", linestyle="--", label=f"{m['label']}: step t alone")
+        ax.plot(ts, [p["running_mean"] for p in per], marker="s", label=f"{m['label']}: mean of steps 1..t")
+        rows += [[m["label"], p["t"], p["alone"], p["running_mean"]] for p in per]
+    ax.set_xlabel("time step")
+    ax.set_xticks(sorted({p["t"] for m in with_acc for p in m["accuracy_per_timestep"]}))
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy per time step")
+    ax.legend(fontsize=7)
+    return _save(fig, out, "accuracy_by_step", ["model", "t", "alone", "running_mean"], rows)
+
+
+def energy_by_layer(models: list[dict], profiles: list[str], out: Path) -> list[str]:
+    m = models[0]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / len(profiles)
+    rows = []
+    names = [x["name"] for x in m["layers"]]
+    for i, p in enumerate(profiles):
+        e = [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]]
+        ax.bar([j + i * width for j in range(len(names))], e, width, label=p)
+        rows += [[m["label"], p, n, v] for n, v in zip(names, e, strict=True)]
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right")
+    ax.set_ylabel("energy per inference (uJ)")
+    ax.set_yscale("log")
+    ax.set_title(f"Energy by layer ({m['label']})")
+    ax.legend(fontsize=7)
+    return _save(fig, out, "energy_by_layer", ["model", "profile", "layer", "energy_uj_per_inference"], rows)
+
+
+def energy_by_profile(models: list[dict], profiles: list[str], out: Path) -> list[str]:
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    width = 0.8 / len(models)
+    rows = []
+    for i, m in enumerate(models):
+        e = [m["energy"][p]["per_inference_j"] * 1e6 for p in profiles]
+        ax.bar([j + i * width for j in range(len(profiles))], e, width, label=m["label"])
+        rows += [[m["label"], p, v] for p, v in zip(profiles, e, strict=True)]
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(profiles))], profiles, rotation=30, ha="right")
+    ax.set_ylabel("energy per inference (uJ)")
+    ax.set_yscale("log")
+    ax.set_title("Energy by hardware profile")
+    if len(models) > 1:
+        ax.legend()
+    return _save(fig, out, "energy_by_profile", ["model", "profile", "energy_uj_per_inference"], rows)
