@@ -1,0 +1,88 @@
+"""Fixed-point simulation of a netx graph read from a `.net` file (see `netx_reader`), batched.
+
+The per-step schedule of `fxp.run_fxp`, with its integer pieces (`lif_step`, `synapse_int`,
+`exact_dtype`): at step t every population receives what its synapses accumulated at step t-1
+(plus any synaptic delay), updates, and spikes; every synapse then accumulates this step's
+spikes. Two differences, both because this is how `netx.hdf5.Network(net_config=...)` runs a
+file that lava-dl wrote:
+
+* Input. A synapse whose source is `INPUT` reads the given binary input spikes of step t
+  (Lava: a RingBuffer into `net.inp`, then the first Dense/Conv, so one step of latency like
+  every synapse). A graph whose notes say `input: bias` instead takes per-sample bias
+  mantissas for its first population (the input layer's neuron; `net.in_layer.neuron.bias_mant`
+  in Lava), constant over the steps.
+* Reset. All populations start at rest and are never reset: netx resets nothing unless
+  `Network(reset_interval=...)` is given (no staggered reset as in `run_fxp`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..export.graph import INPUT, DeployGraph
+from .fxp import exact_dtype, lif_step, synapse_int
+
+
+def input_mode(graph: DeployGraph) -> str:
+    """`spikes` or `bias`: how the graph's input enters (from `DeployGraph.notes`)."""
+    if any(s.source == INPUT for s in graph.synapses):
+        return "spikes"
+    if any(n.startswith("input: bias") for n in graph.notes):
+        return "bias"
+    raise ValueError("graph has neither an INPUT synapse nor an 'input: bias' note; use fxp.run_fxp for bundles")
+
+
+@torch.no_grad()
+def run_fxp_spike_input(graph: DeployGraph, in_spikes: torch.Tensor | None, steps: int, *,
+                        in_bias: torch.Tensor | None = None) -> dict:
+    """Run a graph read by `read_netx` for `steps` steps from rest.
+
+    Shape:
+        in_spikes: `(steps, B, *graph.input_shape)` bool, for graphs with `input: spikes`.
+        in_bias: `(B, *graph.input_shape)` int bias mantissas of the first population, for
+            graphs with `input: bias` (then `in_spikes` is None).
+        Returns `spikes[pop] (steps, B, *shape)` bool for every population (readouts too),
+        `v_readout_steps (steps, B, *shape)` int64, the last population's voltage after each
+        step, `v_readout` its value after the last step, and `steps`.
+    """
+    mode = input_mode(graph)
+    if mode == "spikes":
+        if in_spikes is None or in_spikes.shape[0] < steps or tuple(in_spikes.shape[2:]) != tuple(graph.input_shape):
+            raise ValueError(f"in_spikes must be (>= {steps}, B, *{tuple(graph.input_shape)}), got "
+                             f"{None if in_spikes is None else tuple(in_spikes.shape)}")
+        if in_spikes.dtype != torch.bool and not bool(((in_spikes == 0) | (in_spikes == 1)).all()):
+            raise ValueError("in_spikes must be binary")
+        B = in_spikes.shape[1]
+    else:
+        if in_bias is None or tuple(in_bias.shape[1:]) != tuple(graph.populations[0].shape):
+            raise ValueError(f"in_bias must be (B, *{graph.populations[0].shape}) for a graph fed by bias")
+        B = in_bias.shape[0]
+    first = graph.populations[0].name
+    w = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in graph.synapses}
+    bias = {p.name: (in_bias.long() if mode == "bias" and p.name == first
+                     else torch.as_tensor(p.bias_mant).long().expand(B, *p.shape)) << 6
+            for p in graph.populations}
+    u = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
+    v = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
+    queue = {s.name: [torch.zeros(B, *s.out_shape, dtype=torch.long) for _ in range(1 + s.delay)]
+             for s in graph.synapses}
+    spikes: dict[str, list[torch.Tensor]] = {p.name: [] for p in graph.populations}
+    v_out = []
+    last = graph.readout.name
+    for t in range(steps):
+        a: dict[str, torch.Tensor] = {}
+        for s in graph.synapses:
+            acc = queue[s.name].pop(0)
+            a[s.target] = acc if s.target not in a else a[s.target] + acc
+        out = {}
+        for p in graph.populations:
+            u[p.name], v[p.name], out[p.name] = lif_step(u[p.name], v[p.name], a.get(p.name), bias[p.name],
+                                                         p.i_decay, p.v_decay, p.v_th_mant, bias_is_shifted=True)
+            spikes[p.name].append(out[p.name])
+        for s in graph.synapses:
+            src = in_spikes[t].bool() if s.source == INPUT else out[s.source]
+            acc = synapse_int(s, src, w[s.name]) if src.any() else torch.zeros(B, *s.out_shape, dtype=torch.long)
+            queue[s.name].append(acc)
+        v_out.append(v[last].clone())
+    return {"spikes": {k: torch.stack(x) for k, x in spikes.items()}, "v_readout_steps": torch.stack(v_out),
+            "v_readout": v[last], "steps": steps}

@@ -1,0 +1,270 @@
+"""Read a lava-dl netx `.net` (HDF5) file into a `DeployGraph` (spec/loihi2.md §A).
+
+For networks written by lava-dl itself (shared/fixtures/lava-dl) as well as our own bundles.
+Layer types `input`, `conv`, `dense` and `flatten` with `CUBA`/`LOIHI` neurons are read; every
+integer is taken exactly as `netx.hdf5.Network` hands it to Lava's fixed-point models:
+
+* Neurons (`Network.get_neuron_params`): `i_decay = iDecay` (netx's `du = iDecay - 1` plus
+  the model's offset 1), `v_decay = vDecay`, `v_th_mant = vThMant`, `bias_mant` = the layer's
+  `bias` (bias_exp 6), per channel broadcast over (H, W), stored full shape in (C, H, W) or
+  (N,) order. A dense layer without a `neuron` group gets netx's default non-leaky
+  integrator (iDecay 0, vDecay 4096, vThMant `1 << 18 - 1` = 2^17).
+* Conv weights pass as-is (netx flips and transposes them for Lava's true convolution; the
+  net effect is PyTorch's OIHW cross-correlation), stride/padding in (H, W) order.
+* Dense weights go through netx's `optimize_weight_bits` (shift by `scale_bits`,
+  `weight_exp = -scale_bits`, `num_weight_bits`) and then Lava's bit-accurate Dense model
+  (`determine_sign_mode`, `clip_weights` to 8 bits, `truncate_weights`, and the accumulation
+  shifted back by `weight_exp`). `weight_int` is the effective integer weight that results;
+  a file whose dense layer would not act as one integer weight per synapse is refused.
+* Input: an `input` layer *with* a neuron group becomes the first population. netx leaves its
+  input port unconnected, so input enters through that neuron: per sample as its bias
+  mantissas, as lava-dl's own `tiny.net` test does (`net.in_layer.neuron.bias_mant`; the
+  PilotNet tutorial feeds the same integers as a held graded current). The graph's notes say
+  `input: bias`. Without a neuron group (or without an input layer) the first conv/dense
+  reads binary input spikes: a synapse with `source = INPUT`, notes `input: spikes`; it is an
+  on-chip Dense/Conv (one step of latency), unlike our own bundles' host-side encoding layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import CheckpointError, UnsupportedLayerError
+from ..export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+
+SUPPORTED = ("input", "conv", "dense", "flatten")
+NEURON_TYPES = ("CUBA", "LOIHI")
+V_TH_READOUT = 2**17 - 1  # maximum 17-bit threshold: an integrating readout (spec Decision 4)
+# netx's default neuron for a dense layer without a `neuron` group: `1 << 18 - 1` is 1 << 17
+DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
+
+
+def _str(ds) -> str:
+    v = ds[()]
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0]
+    return v.decode("ascii") if isinstance(v, bytes) else str(v)
+
+
+def _ints(x) -> np.ndarray:
+    """As netx's NetDict reads weights and biases: `.astype(int)` (truncation toward zero)."""
+    return np.asarray(x).astype(np.int64)
+
+
+def _pair(x) -> tuple[int, int]:
+    a = np.asarray(x).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _neuron_params(g: h5py.Group, i: int, kind: str, where: str) -> dict:
+    if "neuron" not in g:
+        if kind == "dense":
+            return dict(DEFAULT_NEURON)
+        raise UnsupportedLayerError(f"{where}: layer {i} ({kind}) has no neuron group; netx needs one for a {kind} layer")
+    n = g["neuron"]
+    ntype = _str(n["type"])
+    if ntype not in NEURON_TYPES:
+        raise UnsupportedLayerError(f"{where}: layer {i} ({kind}) has neuron type '{ntype}'; "
+                                    f"supported: {', '.join(NEURON_TYPES)}")
+    if "messageBits" in n and int(np.asarray(n["messageBits"][()]).reshape(-1)[0]) != 0:
+        raise UnsupportedLayerError(f"{where}: layer {i} ({kind}) sends graded spikes (messageBits); "
+                                    "only binary spikes are supported")
+    return {"type": ntype, **{k: int(np.asarray(n[k][()]).reshape(-1)[0]) for k in ("iDecay", "vDecay", "vThMant")}}
+
+
+def _population(name: str, shape: tuple[int, ...], prm: dict, bias: np.ndarray, depth: int) -> Population:
+    v_decay, v_th = prm["vDecay"], prm["vThMant"]
+    readout = v_decay == 0 and v_th >= V_TH_READOUT
+    neuron = Neuron("readout" if readout else ("if" if v_decay == 0 else "lif"),
+                    tau=4096 / v_decay if v_decay else float("inf"), decay_input=False,
+                    v_threshold=float(v_th), v_reset=0.0)
+    if bias.min(initial=0) < -(2**15) or bias.max(initial=0) >= 2**15:
+        raise UnsupportedLayerError(f"population {name}: bias {int(bias.min())}..{int(bias.max())} does not fit "
+                                    "Lava's 16-bit bias_mant")
+    return Population(name, shape, neuron, depth=depth, scale=None, i_decay=prm["iDecay"], v_decay=v_decay,
+                      v_th_mant=v_th, bias_mant=bias.astype(np.int64))
+
+
+def _full_bias(g: h5py.Group, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """netx `AbstractBlock._neuron`: per neuron (Lava (W,H,C) order for conv) or per channel."""
+    if "bias" not in g:
+        return np.zeros(shape, np.int64)
+    b = _ints(g["bias"][()])
+    if len(shape) == 1:
+        if b.size not in (1, shape[0]):
+            raise UnsupportedLayerError(f"population {name}: bias of shape {b.shape} does not broadcast to {shape}")
+        return np.broadcast_to(b.reshape(-1), shape).copy()
+    whc = shape[::-1]
+    if list(b.shape) == list(whc):
+        return b.transpose(2, 1, 0).copy()
+    if b.size == shape[0]:
+        return np.broadcast_to(b.reshape(-1, 1, 1), shape).copy()
+    raise UnsupportedLayerError(f"population {name}: bias of shape {b.shape} does not broadcast to {shape}")
+
+
+def effective_dense_weight(w: np.ndarray, where: str) -> np.ndarray:
+    """The integer weight Lava's bit-accurate Dense applies for a netx dense layer's file weight.
+
+    netx `optimize_weight_bits` (lava-dl 0.6.0) then Lava 0.10.0 `PyDenseModelBitAcc`: the
+    model's own sign mode (netx does not pass its one), `clip_weights(8)`, `truncate_weights`,
+    and the accumulation shifted by `weight_exp`. Raises when the result is not one integer
+    weight per synapse (a right shift that would floor sums, not weights) or netx itself fails.
+    """
+    w = _ints(w)
+    wmax, wmin = int(w.max()), int(w.min())
+    if wmax > 254 and wmin < 0:  # netx clips (with a printed warning), in this order
+        w = np.clip(w, -256, 254)
+        wmax = int(w.max())
+    if wmin < -256 and wmax > 0:
+        w = np.clip(w, -256, 254)
+        wmin = int(w.min())
+    if wmax == wmin == 0:
+        raise UnsupportedLayerError(f"{where}: all dense weights are 0 (netx's optimize_weight_bits fails on it)")
+    if wmax < 0:
+        signed, scale = 0, -256 / wmin  # INHIBITORY
+    elif wmin >= 0:
+        signed, scale = 0, 255 / wmax  # EXCITATORY
+    else:
+        # MIXED (netx's numpy division gives inf for a maximum of 0)
+        signed, scale = 1, min(127 / wmax if wmax else np.inf, -128 / wmin)
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    if scale_bits < 0:
+        raise UnsupportedLayerError(f"{where}: dense weights {wmin}..{wmax} exceed Loihi's 8-bit range "
+                                    f"(netx would shift them by {scale_bits} bits)")
+    n = 8
+    while n > 0 and np.any(w % (1 << n)):
+        n -= 1
+    n -= signed
+    num_weight_bits = 8 - scale_bits - n  # and weight_exp = -scale_bits
+    ws = w << scale_bits
+    # Lava's Dense model: lava.utils.weightutils determine_sign_mode / clip_weights / truncate_weights
+    mode = "exc" if ws.min() >= 0 else "inh" if ws.max() <= 0 else "mixed"
+    if mode == "inh":
+        ws = -ws
+    ws = np.clip(ws, -256 if mode == "mixed" else 0, 255)
+    k = 8 - num_weight_bits + (mode == "mixed")
+    if k < 0:
+        raise UnsupportedLayerError(f"{where}: netx chose {num_weight_bits} weight bits, more than Lava's 8")
+    ws = (ws >> k) << k
+    if mode == "inh":
+        ws = -ws
+    if np.any(ws % (1 << scale_bits)):
+        raise UnsupportedLayerError(f"{where}: Lava's dense accumulation >> {scale_bits} floors sums, not weights")
+    return ws >> scale_bits
+
+
+def _delay(g: h5py.Group, where: str) -> int:
+    if "delay" not in g:
+        return 0
+    d = np.clip(np.asarray(g["delay"][()]), 0, 62)  # netx clamps delays to 62
+    if d.size and not (d == d.reshape(-1)[0]).all():
+        raise UnsupportedLayerError(f"{where}: per-synapse dense delays are not supported (one delay per layer)")
+    return int(d.reshape(-1)[0]) if d.size else 0
+
+
+def _parse(f: h5py.File, where: str) -> DeployGraph:
+    layers = f["layer"]
+    count = len(layers)
+    if count == 0:
+        raise CheckpointError(f"{where}: the /layer group is empty")
+    pops: list[Population] = []
+    syns: list[Synapse] = []
+    notes: list[str] = [f"read from netx file {where}"]
+    input_shape: tuple[int, ...] | None = None
+    flatten_next = False
+    for i in range(count):
+        g = layers[str(i)]
+        kind = _str(g["type"])
+        if kind not in SUPPORTED:
+            raise UnsupportedLayerError(f"{where}: layer {i} has type '{kind}'; supported: {', '.join(SUPPORTED)}")
+        name = f"layer{i}"
+        if kind == "input":
+            if pops or syns:
+                raise UnsupportedLayerError(f"{where}: layer {i} is an input layer after other layers")
+            input_shape = tuple(int(x) for x in np.asarray(g["shape"][()]).reshape(-1))
+            if "neuron" in g:
+                prm = _neuron_params(g, i, kind, where)
+                # netx keeps the input layer's weight/bias as net.in_layer.transform; Lava never applies them
+                pops.append(_population(name, input_shape, prm, np.zeros(input_shape, np.int64), 0))
+                tw = int(_ints(g["weight"][()]).reshape(-1)[0]) if "weight" in g else 64
+                tb = int(_ints(g["bias"][()]).reshape(-1)[0]) if "bias" in g else 0
+                notes.append(f"input: bias (per-sample bias mantissas of population {name!r}, shape {input_shape}; "
+                             f"the file's input transform weight={tw} bias={tb} is for the data pipeline, "
+                             "Lava does not apply it)")
+            continue
+        if kind == "flatten":
+            flatten_next = True
+            continue
+        prev_shape = pops[-1].shape if pops else input_shape
+        source = pops[-1].name if pops else INPUT
+        depth = pops[-1].depth + 1 if pops else 1
+        prm = _neuron_params(g, i, kind, where)
+        out_shape = tuple(int(x) for x in np.asarray(g["shape"][()]).reshape(-1))
+        if kind == "conv":
+            if prev_shape is None or len(prev_shape) != 3:
+                raise UnsupportedLayerError(f"{where}: layer {i} (conv) has no (C, H, W) input shape "
+                                            f"(previous shape {prev_shape})")
+            if flatten_next:
+                raise UnsupportedLayerError(f"{where}: layer {i} (conv) follows a flatten layer")
+            w = _ints(g["weight"][()])
+            w = w.reshape(w.shape[:4])
+            stride, padding = _pair(g["stride"][()]), _pair(g["padding"][()])
+            dilation = _pair(g["dilation"][()]) if "dilation" in g else (1, 1)
+            groups = int(np.asarray(g["groups"][()]).reshape(-1)[0]) if "groups" in g else 1
+            if dilation != (1, 1):
+                raise UnsupportedLayerError(f"{where}: layer {i} (conv) has dilation {dilation}; only 1 is supported")
+            c, h, wd = prev_shape
+            kh, kw = w.shape[2:]
+            expect = (w.shape[0], (h + 2 * padding[0] - kh) // stride[0] + 1, (wd + 2 * padding[1] - kw) // stride[1] + 1)
+            if len(out_shape) != 3 or out_shape != expect or w.shape[1] * groups != c:
+                raise CheckpointError(f"{where}: layer {i} (conv) shape {out_shape} does not match its weight "
+                                      f"{tuple(w.shape)} on input {prev_shape} (expected {expect})")
+            syns.append(Synapse(f"{name}.synapse", "conv", source, name, w.astype(np.float64), prev_shape, out_shape,
+                                stride=stride, padding=padding, groups=groups, weight_int=w))
+        else:  # dense
+            if prev_shape is not None and len(prev_shape) > 1 and not flatten_next:
+                raise UnsupportedLayerError(f"{where}: layer {i} (dense) reads a {prev_shape} layer without a flatten")
+            flatten_next = False
+            n_out = int(np.prod(out_shape))
+            out_shape = (n_out,)
+            raw = _ints(g["weight"][()])
+            raw = raw.reshape(n_out, -1) if raw.ndim == 1 else raw
+            n_in = int(np.prod(prev_shape)) if prev_shape is not None else raw.shape[1]
+            if raw.shape != (n_out, n_in):
+                raise CheckpointError(f"{where}: layer {i} (dense) weight {tuple(raw.shape)} does not match "
+                                      f"{n_in} inputs and {n_out} outputs")
+            if prev_shape is None:
+                input_shape = prev_shape = (n_in,)
+            w = effective_dense_weight(raw, f"{where}: layer {i} (dense)")
+            syns.append(Synapse(f"{name}.synapse", "dense", source, name, w.astype(np.float64), prev_shape,
+                                out_shape, delay=_delay(g, f"{where}: layer {i} (dense)"), weight_int=w))
+        pops.append(_population(name, out_shape, prm, _full_bias(g, out_shape, name), depth))
+    if not pops:
+        raise CheckpointError(f"{where}: no neuron layers")
+    if syns and syns[0].source == INPUT:
+        notes.append(f"input: spikes (binary input spikes of shape {input_shape} read by synapse "
+                     f"{syns[0].name!r}, an on-chip {syns[0].kind} with one step of latency)")
+    notes.append("no staggered reset: netx applies none unless Network(reset_interval=...) is given")
+    return DeployGraph(tuple(input_shape), pops, syns, notes=notes)
+
+
+def read_netx(path: str | Path) -> DeployGraph:
+    """Read a netx `.net` file into a DeployGraph with its integer fields filled.
+
+    Raises `UnsupportedLayerError` (naming the layer index and type) for what netx or this
+    simulator cannot run, and `CheckpointError` for a missing, truncated or non-HDF5 file.
+    """
+    where = str(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if "layer" not in f:
+                raise CheckpointError(f"{where}: not a netx network (no /layer group)")
+            return _parse(f, where)
+    except (CheckpointError, UnsupportedLayerError):
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
+        msg = " ".join(str(err).split()) or type(err).__name__
+        raise CheckpointError(f"{where}: cannot read it as a netx .net (HDF5) file: {msg}") from None
