@@ -31,7 +31,8 @@ N_SAMPLES = 20
 
 
 def fixture_dir() -> Path:
-    cands = [os.environ.get("NEURODISTILL_LAVA_DL_FIXTURES"), ROOT / "shared" / "fixtures" / "lava-dl",
+    cands = [os.environ.get("NEURODISTILL_LAVA_DL_FIXTURES"), ROOT / "tests" / "fixtures" / "lava-dl",
+             ROOT / "shared" / "fixtures" / "lava-dl",
              ROOT.parent / "shared" / "fixtures" / "lava-dl"]
     for c in cands:
         if c and (Path(c) / "tiny.net").is_file():
