@@ -10,14 +10,13 @@ The goal of issue 3: all three targets together in <= 30 s on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import RESULTS, machine  # noqa: E402
+from train_step import machine, write_result  # noqa: E402
 
 
 def make_checkpoint(model_name: str, timesteps: int, path: Path) -> None:
@@ -67,10 +66,8 @@ def main() -> int:
     print(f"{'total':<7} {total:7.2f} s  (goal <= 30 s)")
     out = {"benchmark": "export_time", "model": args.model, "input_shape": [3, 32, 32], "timesteps": args.timesteps,
            "calibration_samples": args.calib, "machine": machine(), "results": rows, "total_seconds": total,
-           "goal_seconds": 30, "date": time.strftime("%Y-%m-%d")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "export_time.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'export_time.json'}")
+           "goal_seconds": 30}
+    write_result("export_time.json", out)
     return 0
 
 

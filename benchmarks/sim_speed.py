@@ -12,13 +12,12 @@ table and writes benchmarks/results/sim_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import RESULTS, machine  # noqa: E402
+from train_step import machine, write_result  # noqa: E402
 
 WORK = Path("runs/bench-sim")
 
@@ -97,10 +96,8 @@ def main() -> int:
     print("goals: fxp_over_lava_speedup >= 1000, fxp_time_over_float_torch <= 2")
     out = {"benchmark": "sim_speed", "bundle": "digits (snn_digits, T=4)", "samples": len(x), "lava_samples": n_lava,
            "method": f"best of {args.repeat} interleaved rounds for fxp and float; Lava once",
-           "lava_seconds_include_startup": True, "machine": machine(), "results": rows, "date": time.strftime("%Y-%m-%d")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sim_speed.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'sim_speed.json'}")
+           "lava_seconds_include_startup": True, "machine": machine(), "results": rows}
+    write_result("sim_speed.json", out)
     return 0
 
 

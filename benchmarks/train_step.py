@@ -72,6 +72,15 @@ def one(model: str, T: int, batch: int, steps: int, device: str, backend: str) -
             "peak_memory_bytes": int(peak), "step_peak_bytes": int(peak - base), "memory_kind": kind}
 
 
+def write_result(name: str, payload: dict) -> Path:
+    """benchmarks/results/NAME as indented JSON, with the date; shared by every benchmark script."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps({**payload, "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def _rss_now() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -122,12 +131,8 @@ def main() -> int:
             else:
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             _print_row(rows[-1])
-    out = {"benchmark": "train_step", "machine": machine(), "method": "BPTT, loss none, SGD", "results": rows,
-           "date": time.strftime("%Y-%m-%d")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"train_step-{device}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    out = {"benchmark": "train_step", "machine": machine(), "method": "BPTT, loss none, SGD", "results": rows}
+    write_result(f"train_step-{device}.json", out)
     return 0
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import UnsupportedLayerError
-from .fold import fold_avgpool_into_conv, fold_bn, pull_back
+from .fold import bn_affine, fold_avgpool_into_conv, pull_back
 from .graph import INPUT, DeployGraph, Neuron, Population, Synapse
 
 SUPPORTED = (
@@ -234,8 +234,7 @@ class _Walker:
         mu, var = m.running_mean.double().cpu().numpy(), m.running_var.double().cpu().numpy()
         # BN(sum_i W_i x_i + b) = sum_i (k W_i) x_i + (k b + beta - k mu), per output channel
         per = (-1,) + (1,) * (len(shape) - 1)
-        _, shift = fold_bn(np.zeros((n, 1)), np.zeros(n), g, beta, mu, var, m.eps)
-        k = g / np.sqrt(var + m.eps)
+        k, shift = bn_affine(g, beta, mu, var, m.eps)
         terms = [replace(t, weight=t.weight * k.reshape(-1, *([1] * (t.weight.ndim - 1)))) for t in x.terms]
         return _Current(terms, x.bias * k.reshape(per) + shift.reshape(per))
 

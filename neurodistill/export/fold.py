@@ -8,12 +8,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def bn_affine(gamma, beta, mean, var, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as `y = k x + shift` per channel: `k = g / sqrt(var + eps)`,
+    `shift = beta - mu k`."""
+    k = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    return k, np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * k
+
+
 def fold_bn(weight: np.ndarray, bias: np.ndarray, gamma, beta, mean, var, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """`BN(W x + b)` as `W' x + b'`: per output channel c, `W'[c] = W[c] g_c / s_c`,
     `b'_c = beta_c + (b_c - mu_c) g_c / s_c`, with `s = sqrt(var + eps)`."""
-    k = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
-    w = weight * k.reshape(-1, *([1] * (weight.ndim - 1)))
-    return w, np.asarray(beta, np.float64) + (bias - np.asarray(mean, np.float64)) * k
+    k, shift = bn_affine(gamma, beta, mean, var, eps)
+    return weight * k.reshape(-1, *([1] * (weight.ndim - 1))), bias * k + shift
 
 
 def fold_avgpool_into_conv(weight: np.ndarray, stride, padding, k: int):

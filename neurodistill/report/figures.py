@@ -24,21 +24,24 @@ def _save(fig, out: Path, stem: str, header: list[str], rows: list[list]) -> lis
     return [f"{stem}.png", f"{stem}.pdf", f"{stem}.csv"]
 
 
+def _grouped_bars(ax, groups: list[str], series: dict[str, list[float]]) -> None:
+    """One bar per series in each group, the group's name under its middle."""
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar([j + i * width for j in range(len(groups))], values, width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups, rotation=45, ha="right")
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+
+
 def firing_rate_by_layer(models: list[dict], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    width = 0.8 / len(models)
-    rows = []
-    for i, m in enumerate(models):
-        layers = [x for x in m["layers"] if x["firing_rate"] is not None]
-        xs = [j + i * width for j in range(len(layers))]
-        ax.bar(xs, [x["firing_rate"] for x in layers], width, label=m["label"])
-        rows += [[m["label"], x["name"], x["firing_rate"]] for x in layers]
-        if i == 0:
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], [x["name"] for x in layers], rotation=45, ha="right")
+    layers = {m["label"]: [x for x in m["layers"] if x["firing_rate"] is not None] for m in models}
+    names = [x["name"] for x in next(iter(layers.values()))]
+    _grouped_bars(ax, names, {label: [x["firing_rate"] for x in ls] for label, ls in layers.items()})
+    rows = [[label, x["name"], x["firing_rate"]] for label, ls in layers.items() for x in ls]
     ax.set_ylabel("firing rate (spikes / neuron / step)")
     ax.set_title("Firing rate per layer")
-    if len(models) > 1:
-        ax.legend()
     return _save(fig, out, "firing_rate_by_layer", ["model", "layer", "firing_rate"], rows)
 
 
@@ -84,33 +87,22 @@ def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
 def energy_by_layer(models: list[dict], profiles: list[str], out: Path) -> list[str]:
     m = models[0]
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    width = 0.8 / len(profiles)
-    rows = []
     names = [x["name"] for x in m["layers"]]
-    for i, p in enumerate(profiles):
-        e = [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]]
-        ax.bar([j + i * width for j in range(len(names))], e, width, label=p)
-        rows += [[m["label"], p, n, v] for n, v in zip(names, e, strict=True)]
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right")
+    series = {p: [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]] for p in profiles}
+    _grouped_bars(ax, names, series)
+    rows = [[m["label"], p, n, v] for p, vs in series.items() for n, v in zip(names, vs, strict=True)]
     ax.set_ylabel("energy per inference (uJ)")
     ax.set_yscale("log")
     ax.set_title(f"Energy by layer ({m['label']})")
-    ax.legend(fontsize=7)
     return _save(fig, out, "energy_by_layer", ["model", "profile", "layer", "energy_uj_per_inference"], rows)
 
 
 def energy_by_profile(models: list[dict], profiles: list[str], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    width = 0.8 / len(models)
-    rows = []
-    for i, m in enumerate(models):
-        e = [m["energy"][p]["per_inference_j"] * 1e6 for p in profiles]
-        ax.bar([j + i * width for j in range(len(profiles))], e, width, label=m["label"])
-        rows += [[m["label"], p, v] for p, v in zip(profiles, e, strict=True)]
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(profiles))], profiles, rotation=30, ha="right")
+    series = {m["label"]: [m["energy"][p]["per_inference_j"] * 1e6 for p in profiles] for m in models}
+    _grouped_bars(ax, profiles, series)
+    rows = [[label, p, v] for label, vs in series.items() for p, v in zip(profiles, vs, strict=True)]
     ax.set_ylabel("energy per inference (uJ)")
     ax.set_yscale("log")
     ax.set_title("Energy by hardware profile")
-    if len(models) > 1:
-        ax.legend()
     return _save(fig, out, "energy_by_profile", ["model", "profile", "energy_uj_per_inference"], rows)
