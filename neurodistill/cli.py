@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import NeurodistillError
+from .errors import ConfigError, NeurodistillError
 
 # flag -> (config path, click type, help). Every default is None: only flags the user gives
 # override the config file, which overrides the dataclass defaults.
@@ -238,22 +238,44 @@ def inspect(bundle_dir: str) -> None:
 
 
 @main.command()
-@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", metavar="BUNDLE|NET", type=click.Path(exists=True))
 @click.option("--backend", type=click.Choice(["fxp", "float", "lava"]), default="fxp", show_default=True,
-              help="fxp: bit-accurate Loihi 2 fixed point; float: the float graph; lava: Lava fixed_pt (chain bundles)")
-@click.option("--samples", type=int, default=256, show_default=True, help="test samples to run")
+              help="fxp: bit-accurate Loihi 2 fixed point; float: the float graph (bundles); lava: Lava fixed_pt")
+@click.option("--samples", type=int, default=256, show_default=True, help="bundle: test samples to run")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="samples per batch (fxp, float)")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="dataset directory [the bundle's]")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="bundle: dataset directory [the bundle's]")
 @click.option("--encoding-once", is_flag=True, help="count the encoding layer's MACs once per inference, not per step")
+@click.option("--inputs", "inputs", type=click.Path(dir_okay=False), default=None,
+              help=".net file: .npz/.npy with 'spikes' (N, steps, *shape) or 'bias' (N, *shape), optional 'labels'")
+@click.option("--steps", type=int, default=None, help=".net file with bias input: steps per sample")
+@click.option("--save-spikes", is_flag=True, help="also write every layer's spikes to spikes.h5 (NIR's data format)")
 @click.option("--lava-python", type=click.Path(dir_okay=False), default=None, help="Lava interpreter [.venv-lava]")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for simulation.json")
-def simulate(bundle_dir: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
-             lava_python: str | None, out: str) -> None:
-    """Replay a Loihi 2 bundle on test data: accuracy, spikes, synaptic events, ACs and MACs per layer."""
+def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
+             inputs: str | None, steps: int | None, save_spikes: bool, lava_python: str | None, out: str) -> None:
+    """Replay a Loihi 2 bundle on test data, or a lava-dl .net file on given inputs: accuracy, spikes,
+    synaptic events, ACs and MACs per layer."""
+    src = Path(source)
+    if src.is_file():
+        from .sim.run_net import simulate_net
+
+        if src.suffix != ".net":
+            raise ConfigError(f"{source!r} is a file but not a netx .net file; give a bundle directory or a .net file")
+        if inputs is None:
+            raise ConfigError("simulating a .net file needs --inputs FILE (.npz or .npy); see 'neurodistill simulate -h'")
+        sim = simulate_net(src, Path(out), Path(inputs), backend=backend, steps=steps, batch_size=batch_size,
+                           lava_python=lava_python, save_spikes=save_spikes)
+        acc = f"accuracy {sim['accuracy']:.4f} on" if sim["accuracy"] is not None else "ran"
+        click.echo(f"{backend}: {acc} {sim['samples']} samples x {sim['steps_per_sample']} steps; firing rate "
+                   f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
+                   f"synaptic events; simulation.json in {out}")
+        return
     from .sim.run import simulate as run_sim
 
-    sim = run_sim(Path(bundle_dir), Path(out), backend=backend, samples=samples, batch_size=batch_size,
-                  encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir)
+    if inputs is not None or steps is not None:
+        raise ConfigError("--inputs and --steps are for .net files; a bundle is run on its dataset's test split")
+    sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
+                  encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes)
     click.echo(f"{backend}: accuracy {sim['accuracy']:.4f} on {sim['samples']} test samples; firing rate "
                f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
                f"synaptic events; simulation.json in {out}")

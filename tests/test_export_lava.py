@@ -126,7 +126,7 @@ def test_netx_bundle_runs_in_lava_spike_for_spike(which, lava_py, tmp_path, tmp_
     torch.manual_seed(3)
     model, shape = {"dense": dense_net, "conv": conv_net}.get(which, lambda: digits_net(tmp_path_factory))()
     model.eval()
-    T, n = 4, 10
+    T, n = 4, 20
     graph = capture(model, shape, timesteps=T)
     calib = _inputs(shape, 64, 1)
     quantize_graph(graph, 8, encoding_max=float(np.abs(encoding_current(graph, calib)).max()))

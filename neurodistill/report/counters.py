@@ -50,10 +50,13 @@ def windows(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int,
 
 
 def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, encoding_once: bool = False,
-          pipelined: bool = True) -> dict:
+          pipelined: bool = True, input_spikes: torch.Tensor | None = None) -> dict:
     """Counts per layer (graph order) and the global firing rates (both conventions).
 
     `pipelined`: spikes come from a Loihi-timed run (fixed point, Lava); False for the float run.
+    `input_spikes (steps, B, *input_shape)`: binary input spikes of a graph whose `INPUT` synapse
+    is on chip (lava-dl `.net` files without an input neuron); that synapse is then spike-fed
+    (events and ACs) instead of the host's analog encoding layer (MACs).
     """
     T = timesteps
     win = windows(graph, spikes, T, pipelined)
@@ -68,13 +71,12 @@ def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, e
         events = acs = macs = 0.0
         dense = float(sum(x.dense_ops for x in incoming))
         for syn in incoming:
-            if syn.source == INPUT:
+            if syn.source == INPUT and input_spikes is None:
                 macs += syn.dense_ops * (1 if encoding_once else T) * B
                 continue
-            src = win[syn.source].double()  # (T, B, *in_shape)
+            src = (input_spikes[:T] if syn.source == INPUT else win[syn.source]).double()  # (T, B, *in_shape)
             events += float((src.sum((0, 1)) * fanout_map(syn)).sum())
-            src_pop = graph.population(syn.source)
-            fr_in = float(src.sum()) / (src_pop.size * T * B)
+            fr_in = float(src.sum()) / (src[0, 0].numel() * T * B)
             acs += fr_in * T * syn.dense_ops * B
         total_spikes = float(spikes[p.name].sum()) if p.name in spikes else 0.0
         layers.append({

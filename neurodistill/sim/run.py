@@ -70,7 +70,8 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
 
 
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
-             encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None) -> dict:
+             encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None,
+             save_spikes: bool = False) -> dict:
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
     if samples < 1 or batch_size < 1:
@@ -90,7 +91,7 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
     x, y = dataset_samples(ds["name"], data_dir or ds.get("data_dir"), ds.get("data") or {}, samples, split="test")
     T = int(manifest["timesteps"])
     steps = T + graph.latency_steps
-    parts, correct = [], 0
+    parts, correct, recorded = [], 0, []
     for start in range(0, len(y), batch_size):
         xb, yb = x[start: start + batch_size], y[start: start + batch_size]
         if backend == "float":
@@ -103,6 +104,8 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
             pred, spikes, pipelined = run["v_readout"].argmax(-1), run["spikes"], True
         correct += int((pred == yb).sum())
         parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined))
+        if save_spikes:
+            recorded.append((spikes, run.get("v_readout_steps")))
     counts = merge_counts(parts)
     sim = {
         "backend": backend, "samples": int(len(y)), "timesteps": T, "accuracy": correct / len(y),
@@ -117,5 +120,11 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         "totals": counts["totals"], "conventions": counts["conventions"],
     }
     out.mkdir(parents=True, exist_ok=True)
+    if save_spikes:
+        from .spikes_nir import write_spikes
+
+        v = [r[1] for r in recorded]
+        write_spikes(out / "spikes.h5", graph, {k: torch.cat([r[0][k] for r in recorded], 1) for k in recorded[0][0]},
+                     torch.cat(v, 1) if all(x is not None for x in v) else None)
     atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
     return sim

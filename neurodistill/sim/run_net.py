@@ -1,0 +1,175 @@
+"""`neurodistill simulate NET.net --inputs FILE`: run a netx `.net` file written by lava-dl (or anyone).
+
+The file is read by `netx_reader.read_netx` and run as `netx.hdf5.Network(net_config=NET)` runs
+it: from rest, no staggered reset, input as binary spikes into the first synapse layer (a file
+whose input layer has no neuron) or as per-sample bias mantissas of the input layer's neuron.
+Backends `fxp` (batched, `fxp_spikes.run_fxp_spike_input`) and `lava` (lava_scripts/
+run_netx_spikes.py in the Lava environment); both write the same `simulation.json`.
+
+Inputs (`.npz` or `.npy`): `spikes (N, steps, *input shape)` 0/1 for spike-input files, or
+`bias (N, *input shape)` integers for bias-input files (then `--steps`, or `steps` in the npz);
+optional `labels (N,)` for an accuracy (the class is the argmax of the last layer's voltage
+after the last step when it never fires, else of its spike counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import ConfigError, DatasetError
+from ..export.graph import INPUT, DeployGraph
+from ..report.counters import count, merge_counts
+from ..train.checkpoint import atomic_write
+from .fxp_spikes import input_mode, run_fxp_spike_input
+from .netx_reader import read_netx
+
+RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx_spikes.py"
+
+
+def paper_ops(graph: DeployGraph) -> None:
+    """Paper-convention operations of each synapse layer, from its weight (a foreign file has no original layer)."""
+    for s in graph.synapses:
+        if not s.dense_ops:
+            s.dense_ops = int(np.prod(s.weight.shape)) * (int(np.prod(s.out_shape[1:])) if s.kind == "conv" else 1)
+
+
+def load_inputs(path: Path, graph: DeployGraph, steps: int | None) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """(inputs, steps, labels) from `path`, checked against the graph's input shape and mode."""
+    mode = input_mode(graph)
+    key = "spikes" if mode == "spikes" else "bias"
+    where = str(path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if key not in z.files:
+                    raise DatasetError(f"{where}: this network takes {key!r} input (its input is {mode}); "
+                                       f"the file has {', '.join(z.files) or 'no arrays'}")
+                x = z[key]
+                labels = z["labels"] if "labels" in z.files else None
+                if steps is None and "steps" in z.files:
+                    steps = int(z["steps"])
+        elif path.suffix == ".npy":
+            x, labels = np.load(path, allow_pickle=False), None
+        else:
+            raise DatasetError(f"{where}: inputs must be a .npz (with {key!r} and optional 'labels') or a .npy file")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DatasetError(f"{where}: cannot read it as numpy arrays ({' '.join(str(e).split())})") from None
+    shape = tuple(graph.input_shape)
+    if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_) and not (
+            np.issubdtype(x.dtype, np.floating) and np.array_equal(x, np.round(x))):
+        raise DatasetError(f"{where}: {key} must hold integers, got dtype {x.dtype}")
+    if mode == "spikes":
+        if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != shape:
+            raise DatasetError(f"{where}: spikes have shape {tuple(x.shape)}; this network needs "
+                               f"(samples, steps, {', '.join(map(str, shape))})")
+        if not np.isin(x, (0, 1)).all():
+            raise DatasetError(f"{where}: spikes must be 0 or 1")
+        if steps is not None and steps != x.shape[1]:
+            raise ConfigError(f"--steps {steps} disagrees with the {x.shape[1]} steps of the input spikes in {where}")
+        steps = x.shape[1]
+    else:
+        if tuple(x.shape[1:]) != shape:
+            raise DatasetError(f"{where}: bias has shape {tuple(x.shape)}; this network needs "
+                               f"(samples, {', '.join(map(str, shape))})")
+        if np.abs(x).max(initial=0) >= 2**15:
+            raise DatasetError(f"{where}: bias mantissas must be in [-32767, 32767] (Lava's 16-bit bias_mant)")
+        if steps is None:
+            raise ConfigError(f"this network takes bias input: give --steps (or 'steps' in {where})")
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    if len(x) == 0:
+        raise DatasetError(f"{where}: no samples")
+    if labels is not None and labels.shape != (len(x),):
+        raise DatasetError(f"{where}: labels have shape {labels.shape}; expected ({len(x)},)")
+    return x.astype(np.int64), int(steps), labels
+
+
+def _lava_run(net: Path, x: np.ndarray, steps: int, mode: str, graph: DeployGraph, lava_python: str | None) -> dict:
+    from .run import find_lava_python
+
+    py = find_lava_python(lava_python)
+    with tempfile.TemporaryDirectory() as d:
+        np.savez(Path(d) / "in.npz", steps=steps, **{"spikes" if mode == "spikes" else "bias": x})
+        res = subprocess.run([py, str(RUNNER), str(net), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"the Lava runner failed:\n{res.stderr[-3000:]}")
+        out = np.load(Path(d) / "out.npz")
+        spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1)
+                  for k, p in enumerate(graph.populations)}
+        v = torch.from_numpy(out["v_last"]).long().transpose(0, 1)
+    return {"spikes": spikes, "v_readout_steps": v}
+
+
+def predict(graph: DeployGraph, run: dict) -> torch.Tensor:
+    last = graph.readout.name
+    s = run["spikes"][last]
+    if s.any():
+        return s.reshape(s.shape[0], s.shape[1], -1).sum(0).argmax(-1)
+    v = run["v_readout_steps"][-1]
+    return v.reshape(v.shape[0], -1).argmax(-1)
+
+
+def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps: int | None = None,
+                 batch_size: int = 64, lava_python: str | None = None, save_spikes: bool = False) -> dict:
+    if backend not in ("fxp", "lava"):
+        raise ConfigError(f"--backend {backend!r} is not allowed for a .net file; choose fxp or lava")
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    if not inputs.is_file():
+        raise DatasetError(f"--inputs {str(inputs)!r} does not exist")
+    graph = read_netx(net)
+    paper_ops(graph)
+    mode = input_mode(graph)
+    x, steps, labels = load_inputs(inputs, graph, steps)
+    parts, recorded, correct = [], [], 0
+    chunk = len(x) if backend == "lava" else batch_size  # one Lava network runs every sample in turn
+    for start in range(0, len(x), chunk):
+        xb = x[start: start + chunk]
+        if backend == "fxp":
+            xt = torch.from_numpy(xb)
+            run = (run_fxp_spike_input(graph, xt.transpose(0, 1).bool(), steps) if mode == "spikes"
+                   else run_fxp_spike_input(graph, None, steps, in_bias=xt))
+        else:
+            run = _lava_run(net, xb, steps, mode, graph, lava_python)
+        in_sp = torch.from_numpy(xb).transpose(0, 1).bool() if mode == "spikes" else None
+        parts.append(count(graph, run["spikes"], steps, pipelined=False, input_spikes=in_sp))
+        if labels is not None:
+            correct += int((predict(graph, run) == torch.from_numpy(labels[start: start + chunk])).sum())
+        if save_spikes:
+            recorded.append(run)
+    counts = merge_counts(parts)
+    sim = {
+        "backend": backend, "samples": int(len(x)), "timesteps": steps, "steps_per_sample": steps,
+        "accuracy": correct / len(x) if labels is not None else None, "input": mode,
+        "net": str(net), "net_sha256": hashlib.sha256(net.read_bytes()).hexdigest(),
+        "inputs": str(inputs), "model": net.stem, "neurodistill_version": __version__,
+        "layers": [{k: layer[k] for k in ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate",
+                                            "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates")}
+                   for layer in counts["layers"]],
+        "firing_rate_neuron_weighted": counts["firing_rate_neuron_weighted"],
+        "firing_rate_mean_of_layers": counts["firing_rate_mean_of_layers"],
+        "totals": counts["totals"],
+        "conventions": {**counts["conventions"],
+                        "window": "every step of the run (netx runs a .net file from rest, with no reset)",
+                        "dense_ops": counts["conventions"]["dense_ops"] + " (of the file's layers)"},
+    }
+    if any(s.source == INPUT for s in graph.synapses) and mode == "spikes":
+        sim["conventions"]["acs"] += "; the input spikes feed the first layer on chip (ACs, not MACs)"
+    out.mkdir(parents=True, exist_ok=True)
+    if save_spikes:
+        from .spikes_nir import write_spikes
+
+        spikes = {k: torch.cat([r["spikes"][k] for r in recorded], 1) for k in recorded[0]["spikes"]}
+        write_spikes(out / "spikes.h5", graph, spikes, torch.cat([r["v_readout_steps"] for r in recorded], 1))
+    atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
+    return sim
