@@ -52,7 +52,7 @@ def test_report_files_and_prices(sims, tmp_path):
     prov = rep["provenance"]["constants"]["cmos45-fp32"]["constants"]["e_mac"]
     assert prov["value"] == 4.6 and "Horowitz" in prov["source"]
     tex = (tmp_path / "report.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\begin{table}") == 3
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\begin{table}") == 4  # summary, energy, 2 models
     assert "caption" in tex and "compute-only" in tex
 
 

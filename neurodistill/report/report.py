@@ -125,18 +125,27 @@ def write(report: dict, out: Path) -> list[str]:
     atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
     atomic_write(out / "report.csv", lambda tmp: Path(tmp).write_text(tables.flat_csv(models, profiles)))
     head, rows = tables.summary_rows(models, profiles)
+    eh, er = tables.energy_rows(models, profiles)
     conv = report["conventions"]
-    caption = ("Accuracy, firing rates (FR), operations and energy per inference. ACs: fr_in x T x dense ops of "
-               "spike-fed layers; MACs: " + conv.get("macs", "") + "; energy: " +
-               "; ".join(f"{p}: {conv['energy'][p]['convention']}" for p in profiles) + ".")
+    ops_notes = (f"FR: firing rate ({conv.get('firing_rate', 'spikes / (neurons x T x samples)')}). ACs: "
+                 f"{conv.get('acs', '')}; MACs: {conv.get('macs', '')}; syn. events: {conv.get('synaptic_events', '')}. "
+                 "Per inference: totals divided by the samples.")
+    energy_notes = "In parentheses: energy of the ANN of the same graph over the SNN's (ANN/SNN). " + "; ".join(
+        f"{p}: {conv['energy'][p]['convention']}" for p in profiles) + "."
     md = [f"# neurodistill report\n\nneurodistill {report['neurodistill_version']}, {report['created']}\n",
-          "## Models\n", tables.markdown(head, rows), ""]
-    tex = [tables.latex(head, rows, caption, "tab:neurodistill-summary")]
+          "## Models\n", tables.markdown(head, rows), "", ops_notes, "",
+          "## Energy per inference\n", tables.markdown(eh, er), "", energy_notes, ""]
+    tex = [f"% neurodistill {report['neurodistill_version']} report tables: \\input{{report.tex}} in a document "
+           "with \\usepackage{booktabs} and \\usepackage{graphicx}",
+           tables.latex(head, rows, "Accuracy, firing rates (FR) and operations per inference.",
+                        "tab:neurodistill-summary", notes=ops_notes),
+           tables.latex(eh, er, "Energy per inference by hardware profile (ANN/SNN ratio in parentheses).",
+                        "tab:neurodistill-energy", notes=energy_notes)]
     for m in models:
         lh, lr = tables.layer_rows(m, profiles)
         md += [f"## Layers: {m['label']}\n", tables.markdown(lh, lr), ""]
         tex.append(tables.latex(lh, lr, f"Per-layer activity and energy share of {m['label']} "
-                                f"({m['samples']} samples, T={m['timesteps']}).", f"tab:layers-{len(tex)}"))
+                                f"({m['samples']} samples, T={m['timesteps']}).", f"tab:layers-{len(tex) - 2}"))
     md += ["## Conventions\n"] + [f"- **{k}**: {v}" for k, v in conv.items() if isinstance(v, str)]
     md += ["", "## Constants\n"]
     for p in profiles:

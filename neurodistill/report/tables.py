@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 
 def _si(x: float | None) -> str:
@@ -25,18 +26,30 @@ def _energy(j: float | None) -> str:
 
 
 def summary_rows(models: list[dict], profiles: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Accuracy, firing rates and operations per inference: one row per model."""
     head = ["model", "acc", "T", "FR (neuron-w.)", "FR (layer mean)", "ACs", "MACs", "syn. events"]
-    head += [f"E {p}" for p in profiles] + [f"ANN/SNN {p}" for p in profiles]
     rows = []
     for m in models:
         t = m["totals"]
         b = m["samples"]
-        row = [m["label"], f"{m['accuracy']:.4f}", str(m["timesteps"]), f"{m['firing_rate_neuron_weighted']:.4f}",
-               f"{m['firing_rate_mean_of_layers']:.4f}", _si(t["acs"] / b), _si(t["macs"] / b), _si(t["synaptic_events"] / b)]
-        row += [_energy(m["energy"][p]["per_inference_j"]) for p in profiles]
-        row += ["-" if m["ann_over_snn"].get(p) is None else f"{m['ann_over_snn'][p]:.2f}x" for p in profiles]
-        rows.append(row)
+        acc = "-" if m.get("accuracy") is None else f"{m['accuracy']:.4f}"
+        rows.append([m["label"], acc, str(m["timesteps"]), f"{m['firing_rate_neuron_weighted']:.4f}",
+                     f"{m['firing_rate_mean_of_layers']:.4f}", _si(t["acs"] / b), _si(t["macs"] / b),
+                     _si(t["synaptic_events"] / b)])
     return head, rows
+
+
+def energy_rows(models: list[dict], profiles: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Energy per inference, one column per profile, the ANN/SNN ratio in parentheses."""
+    rows = []
+    for m in models:
+        row = [m["label"]]
+        for p in profiles:
+            e = _energy(m["energy"][p]["per_inference_j"])
+            r = m["ann_over_snn"].get(p)
+            row.append(e if r is None else f"{e} ({r:.2f}x)")
+        rows.append(row)
+    return ["model"] + list(profiles), rows
 
 
 def layer_rows(m: dict, profiles: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -62,12 +75,26 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-def latex(head: list[str], rows: list[list[str]], caption: str, label: str) -> str:
+def _tex_cell(s: str) -> str:
+    s = _tex_escape(s)
+    s = re.sub(r"(?<=\d)x(?=\)|$)", r"$\\times$", s)  # 1.92x -> 1.92 times sign
+    return re.sub(r"(?<=\d) uJ\b", r" $\\mu$J", s)
+
+
+def latex(head: list[str], rows: list[list[str]], caption: str, label: str, notes: str = "") -> str:
+    """A booktabs table (needs `\\usepackage{booktabs}` and `graphicx`): shrunk to the line width
+    only when it is wider (a table of many profiles or columns), never enlarged."""
     cols = "l" + "r" * (len(head) - 1)
-    out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex_escape(caption)}}}", rf"\label{{{label}}}",
-           rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(_tex_escape(h) for h in head) + r" \\", r"\midrule"]
-    out += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in rows]
-    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    body = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(_tex_escape(h) for h in head) + r" \\",
+            r"\midrule"]
+    body += [" & ".join(_tex_cell(c) for c in r) + r" \\" for r in rows]
+    body += [r"\bottomrule", r"\end{tabular}"]
+    body = [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"] + body + ["}"]
+    out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex_escape(caption)}}}", rf"\label{{{label}}}"]
+    out += body
+    if notes:
+        out += [r"\par\smallskip", rf"\parbox{{\linewidth}}{{\footnotesize {_tex_escape(notes)}}}"]
+    out += [r"\end{table}"]
     return "\n".join(out)
 
 
