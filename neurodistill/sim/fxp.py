@@ -7,6 +7,12 @@ path-matching delay), conv output wrapped to 24 bits. Population k is reset (u =
 `depth + 1`, before its update, as netx's `reset_interval` staggers it, so biases do not
 integrate before the first input arrives; a run of `T + latency` steps then shows every input
 step at the readout.
+
+Time-batched: the graph is feed-forward, so each population can be run over all steps once its
+sources have been (their spikes at step t reach it at step t + 1 + delay). A synapse layer then
+convolves every step of its source in one call, and the neuron update runs in place in float32
+where every value is an integer float32 holds exactly, float64 otherwise (`state_dtype`). The
+result is the step-by-step integer run's, bit for bit (tests/test_fxp_engine.py, and Lava).
 """
 
 from __future__ import annotations
@@ -14,18 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..export.graph import DeployGraph, Synapse
+from ..export.graph import INPUT, DeployGraph, Synapse
 
 UV_MAX = 2**23  # 24-bit u and v
-
-
-def decay(x: torch.Tensor, d: int) -> torch.Tensor:
-    """x * (4096 - d) / 4096, rounded toward zero (Lava: sign(p) * (|p| >> 12))."""
-    if d == 0:
-        return x
-    if d == 4096:
-        return torch.zeros_like(x)
-    return torch.div(x * (4096 - d), 4096, rounding_mode="trunc")
 
 
 def wrap_u(u: torch.Tensor) -> torch.Tensor:
@@ -39,23 +36,6 @@ def wrap24(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x + UV_MAX, 2 * UV_MAX) - UV_MAX
 
 
-def lif_step(u, v, a, bias, i_decay: int, v_decay: int, v_th: int, bias_is_shifted: bool = False):
-    """One Loihi CUBA LIF update (netx units: du = iDecay - 1 plus Lava's offset 1 = iDecay).
-
-    Returns (u, v, spikes); all int64 tensors of one shape, `a` the synaptic input (or None for
-    none). `bias_is_shifted`: `bias` already holds `bias_mant << 6` (hoisted out of the step loop).
-    """
-    if a is None:
-        a = torch.zeros_like(v)
-    u = a << 6 if i_decay == 4096 else decay(u, i_decay) + (a << 6)  # iDecay 4096: no current memory
-    if bool(u.abs().max() >= UV_MAX) if u.numel() else False:
-        u = wrap_u(u)
-    v = decay(v, v_decay) + u + (bias if bias_is_shifted else bias << 6)
-    v.clamp_(-(UV_MAX - 1), UV_MAX - 1)
-    s = v > (v_th << 6)
-    return u, v.masked_fill_(s, 0), s
-
-
 def exact_dtype(w_int) -> torch.dtype:
     """float32 when every partial sum of binary inputs is an integer below 2^24 (exact), else float64."""
     import numpy as np
@@ -64,15 +44,136 @@ def exact_dtype(w_int) -> torch.dtype:
     return torch.float32 if int(np.abs(w_int).max(initial=0)) * fan_in < 2**24 else torch.float64
 
 
+def _pow2_or_zero(q: int) -> bool:
+    return q == 0 or (q & (q - 1)) == 0
+
+
+def state_dtype(i_decay: int, v_decay: int, a_max: float) -> torch.dtype:
+    """float32 when every value of a population's update is an integer float32 holds exactly, else float64.
+
+    Exact in float32: decays whose factor `(4096 - d) / 4096` is a power of two (tau = 2, IF, no
+    current memory: the product only moves the exponent), and synaptic input with
+    `|a| << 6 < 2^23`, so `u` never wraps and `u + bias` stays below 2^24. A sum above 2^24 is
+    only inexact beyond the 24-bit saturation bound, which it is then clamped to either way.
+    float64 holds every 24-bit state and 36-bit product exactly.
+    """
+    ok = _pow2_or_zero(4096 - i_decay) and _pow2_or_zero(4096 - v_decay) and a_max * 64 < UV_MAX
+    return torch.float32 if ok else torch.float64
+
+
+def _trunc_decay_(x: torch.Tensor, d: int) -> torch.Tensor:
+    """In place: x * (4096 - d) / 4096 rounded toward zero; exact for integer floats (see state_dtype)."""
+    if d == 4096:
+        return x.zero_()
+    if d:
+        x.mul_((4096 - d) / 4096).trunc_()
+    return x
+
+
+def synaptic_input(graph: DeployGraph, pop, spikes: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
+                   steps: int, batch: int, input_spikes: torch.Tensor | None) -> torch.Tensor | None:
+    """Every step's synaptic input of `pop`, `(steps, B, *shape)` float64 of exact integers, or None.
+
+    Time-batched: each synapse layer convolves all the steps of its source at once (the source
+    population was computed before, the graph being a DAG in topological order). Input sent at
+    step t arrives at step t + 1 + delay; a conv layer's accumulation wraps to 24 bits.
+    """
+    total = None
+    for syn in graph.incoming(pop.name):
+        if syn.host and input_spikes is None:
+            continue  # our bundles' encoding layer: the host computes it (enc_bias)
+        lag = 1 + syn.delay
+        if lag >= steps:
+            continue
+        src = (input_spikes if syn.source == INPUT else spikes[syn.source])[: steps - lag]
+        active = src.reshape(src.shape[0], -1).any(1).nonzero()
+        if active.numel() == 0:
+            continue  # a silent source sends nothing (deep layers before their window)
+        t0, t1 = int(active[0]), int(active[-1]) + 1
+        x = src[t0:t1].reshape((t1 - t0) * batch, *syn.in_shape)
+        acc = synapse_int(syn, x, weights[syn.name]).reshape(t1 - t0, batch, *syn.out_shape)
+        if total is None:
+            total = torch.zeros(steps, batch, *pop.shape, dtype=torch.float64)
+        total[lag + t0: lag + t1] += acc
+    return total
+
+
 def synapse_int(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Integer accumulation of one synapse layer over binary spikes `s (B, *in_shape)`.
+    """Integer accumulation of one synapse layer over binary spikes `s (N, *in_shape)`, as float64.
 
     `w` is float32 or float64 as `exact_dtype` chose: either way the sums are exact integers.
     """
     if syn.kind == "dense":
-        return (s.reshape(s.shape[0], -1).to(w.dtype) @ w.T).round().long().reshape(s.shape[0], *syn.out_shape)
-    acc = F.conv2d(s.to(w.dtype), w, stride=syn.stride, padding=syn.padding, groups=syn.groups)
-    return wrap24(acc.round().long())
+        return (s.reshape(s.shape[0], -1).to(w.dtype) @ w.T).reshape(s.shape[0], *syn.out_shape).double()
+    acc = F.conv2d(s.to(w.dtype), w, stride=syn.stride, padding=syn.padding, groups=syn.groups).double()
+    lo, hi = torch.aminmax(acc)
+    if float(lo) < -UV_MAX or float(hi) >= UV_MAX:
+        acc = wrap24(acc.round().long()).double()
+    return acc
+
+
+def run_populations(graph: DeployGraph, steps: int, batch: int, *, bias: dict[str, torch.Tensor],
+                    staggered_reset: bool, input_spikes: torch.Tensor | None = None) -> dict:
+    """The engine of `run_fxp` and `fxp_spikes.run_fxp_spike_input`: one population after another,
+    each over every step, bit-exact with Lava's step-by-step execution.
+
+    `bias[pop]`: bias mantissas `(B or 1, *shape)`; `staggered_reset`: population at depth d is
+    reset (u = v = 0) at step d + 1 before its update (netx reset_interval), else never.
+    Returns `spikes[pop] (steps, B, *shape)` bool for every population (the readout's too),
+    `v_readout_steps (steps, B, *shape)` int64, `v_readout` its last value, and `steps`.
+    """
+    chip = [s for s in graph.synapses if not (s.host and input_spikes is None)]
+    weights = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in chip}
+    spikes: dict[str, torch.Tensor] = {}
+    v_steps = None
+    for p in graph.populations:
+        a = synaptic_input(graph, p, spikes, weights, steps, batch, input_spikes)
+        a_max = float(a.abs().max()) if a is not None else 0.0
+        dt = state_dtype(p.i_decay, p.v_decay, a_max)
+        b = (bias[p.name].to(dt) * 64).expand(batch, *p.shape)
+        # static bounds: wrapping and clamping are skipped where they cannot happen
+        b_max = float(bias[p.name].abs().max()) * 64 if bias[p.name].numel() else 0.0
+        # |u| <= a_max * 64 * 4096 / i_decay (a geometric sum) until it wraps
+        u_raw = a_max * 64 * 4096 / p.i_decay if p.i_decay else (float("inf") if a_max else 0.0)
+        wrap = u_raw >= UV_MAX
+        clamp = p.v_decay == 0 or (min(u_raw, UV_MAX) + b_max) * 4096 / p.v_decay >= UV_MAX - 1
+        # current entering v each step when the current has no memory (i_decay 4096): a << 6 plus bias
+        if p.i_decay == 4096:
+            c = b.unsqueeze(0).expand(steps, *b.shape) if a is None else (a * 64).to(dt)
+            if a is not None:
+                if wrap:
+                    c = wrap_u(c)
+                c += b
+        u = torch.zeros(batch, *p.shape, dtype=dt)
+        v = torch.zeros(batch, *p.shape, dtype=dt)
+        th = float(p.v_th_mant << 6)
+        s_out = torch.empty(steps, batch, *p.shape, dtype=torch.bool)
+        readout = p is graph.readout
+        if readout:
+            v_steps = torch.empty(steps, batch, *p.shape, dtype=torch.long)
+        reset_at = p.depth if staggered_reset else -1
+        for t in range(steps):
+            if t == reset_at:
+                u.zero_()
+                v.zero_()
+            if p.i_decay == 4096:
+                ct = c[t]
+            else:
+                _trunc_decay_(u, p.i_decay)
+                if a is not None:
+                    u += (a[t] * 64).to(dt)
+                    if wrap:
+                        u = wrap_u(u)
+                ct = u + b
+            _trunc_decay_(v, p.v_decay).add_(ct)
+            if clamp:
+                v.clamp_(-(UV_MAX - 1), UV_MAX - 1)
+            s = torch.gt(v, th, out=s_out[t])
+            v.masked_fill_(s, 0)
+            if readout:
+                v_steps[t] = v
+        spikes[p.name] = s_out
+    return {"spikes": spikes, "v_readout_steps": v_steps, "v_readout": v_steps[-1], "steps": steps}
 
 
 @torch.no_grad()
@@ -87,37 +188,10 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     B = enc_bias.shape[0]
     steps = timesteps + graph.latency_steps
     enc_pop = graph.encoding[0].target
-    chip = [s for s in graph.synapses if not s.host]
-    w = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in chip}
-    # bias << 6 once, not every step
-    bias = {p.name: (enc_bias.long() if p.name == enc_pop else torch.as_tensor(p.bias_mant).long()) << 6
-            for p in graph.populations}
-    u = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
-    v = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
-    queue = {s.name: [torch.zeros(B, *s.out_shape, dtype=torch.long) for _ in range(1 + s.delay)] for s in chip}
-    spikes = {p.name: [] for p in graph.populations if p.neuron.kind != "readout"}
-    v_out = []
-    for t in range(1, steps + 1):
-        a: dict[str, torch.Tensor] = {}
-        for s in chip:
-            acc = queue[s.name].pop(0)
-            a[s.target] = acc if s.target not in a else a[s.target] + acc
-        out = {}
-        for p in graph.populations:
-            if t == p.depth + 1:
-                u[p.name].zero_()
-                v[p.name].zero_()
-            u[p.name], v[p.name], out[p.name] = lif_step(u[p.name], v[p.name], a.get(p.name), bias[p.name],
-                                                         p.i_decay, p.v_decay, p.v_th_mant, bias_is_shifted=True)
-            if p.name in spikes and record:
-                spikes[p.name].append(out[p.name])
-        for s in chip:
-            src = out[s.source]
-            # a silent source sends nothing: skip the convolution (deep layers before their window)
-            acc = synapse_int(s, src, w[s.name]) if src.any() else torch.zeros(B, *s.out_shape, dtype=torch.long)
-            queue[s.name].append(acc)
-        v_out.append(v[graph.readout.name].clone())
-    res = {"v_readout": v[graph.readout.name], "v_readout_steps": torch.stack(v_out), "steps": steps}
+    bias = {p.name: torch.as_tensor(enc_bias if p.name == enc_pop else p.bias_mant) for p in graph.populations}
+    res = run_populations(graph, steps, B, bias=bias, staggered_reset=True)
     if record:
-        res["spikes"] = {k: torch.stack(x) for k, x in spikes.items()}
+        res["spikes"] = {k: x for k, x in res["spikes"].items() if k != graph.readout.name}
+    else:
+        del res["spikes"]
     return res

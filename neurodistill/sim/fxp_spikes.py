@@ -1,7 +1,6 @@
 """Fixed-point simulation of a netx graph read from a `.net` file (see `netx_reader`), batched.
 
-The per-step schedule of `fxp.run_fxp`, with its integer pieces (`lif_step`, `synapse_int`,
-`exact_dtype`): at step t every population receives what its synapses accumulated at step t-1
+The per-step schedule of `fxp.run_fxp` (its engine `run_populations`): at step t every population receives what its synapses accumulated at step t-1
 (plus any synaptic delay), updates, and spikes; every synapse then accumulates this step's
 spikes. Two differences, both because this is how `netx.hdf5.Network(net_config=...)` runs a
 file that lava-dl wrote:
@@ -20,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..export.graph import INPUT, DeployGraph
-from .fxp import exact_dtype, lif_step, synapse_int
+from .fxp import run_populations
 
 
 def input_mode(graph: DeployGraph) -> str:
@@ -58,31 +57,7 @@ def run_fxp_spike_input(graph: DeployGraph, in_spikes: torch.Tensor | None, step
             raise ValueError(f"in_bias must be (B, *{graph.populations[0].shape}) for a graph fed by bias")
         B = in_bias.shape[0]
     first = graph.populations[0].name
-    w = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in graph.synapses}
-    bias = {p.name: (in_bias.long() if mode == "bias" and p.name == first
-                     else torch.as_tensor(p.bias_mant).long().expand(B, *p.shape)) << 6
+    bias = {p.name: (in_bias if mode == "bias" and p.name == first else torch.as_tensor(p.bias_mant))
             for p in graph.populations}
-    u = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
-    v = {p.name: torch.zeros(B, *p.shape, dtype=torch.long) for p in graph.populations}
-    queue = {s.name: [torch.zeros(B, *s.out_shape, dtype=torch.long) for _ in range(1 + s.delay)]
-             for s in graph.synapses}
-    spikes: dict[str, list[torch.Tensor]] = {p.name: [] for p in graph.populations}
-    v_out = []
-    last = graph.readout.name
-    for t in range(steps):
-        a: dict[str, torch.Tensor] = {}
-        for s in graph.synapses:
-            acc = queue[s.name].pop(0)
-            a[s.target] = acc if s.target not in a else a[s.target] + acc
-        out = {}
-        for p in graph.populations:
-            u[p.name], v[p.name], out[p.name] = lif_step(u[p.name], v[p.name], a.get(p.name), bias[p.name],
-                                                         p.i_decay, p.v_decay, p.v_th_mant, bias_is_shifted=True)
-            spikes[p.name].append(out[p.name])
-        for s in graph.synapses:
-            src = in_spikes[t].bool() if s.source == INPUT else out[s.source]
-            acc = synapse_int(s, src, w[s.name]) if src.any() else torch.zeros(B, *s.out_shape, dtype=torch.long)
-            queue[s.name].append(acc)
-        v_out.append(v[last].clone())
-    return {"spikes": {k: torch.stack(x) for k, x in spikes.items()}, "v_readout_steps": torch.stack(v_out),
-            "v_readout": v[last], "steps": steps}
+    return run_populations(graph, steps, B, bias=bias, staggered_reset=False,
+                           input_spikes=in_spikes[:steps].bool() if mode == "spikes" else None)
