@@ -197,3 +197,23 @@ def test_python_api_exports_any_spiking_module(tmp_path):
     assert m["model"] == "Net" and m["source_sha256"] is None and (tmp_path / "b" / "network.net").is_file()
     # the average pool was folded into the next conv: stride 2, kernel 6x6
     assert m["layers"][1]["synapses"][0]["stride"] == [2, 2] and m["layers"][1]["synapses"][0]["weight_shape"] == [4, 4, 6, 6]
+
+
+def test_netx_is_not_written_when_lava_would_change_a_dense_layer():
+    """Lava's Dense picks its sign mode from the weights at run time: a layer with no positive
+    weight runs as INHIBITORY and -256 becomes -254. Such a chain gets no network.net (the Lava
+    backend then builds it from deploy.h5), rather than a file Lava would run differently."""
+    import numpy as np
+
+    from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+    from neurodistill.export.netx_writer import netx_unsupported_reason
+
+    def graph(w):
+        pops = [Population("a", (3,), Neuron("lif"), 0, 1.0, 4096, 2048, 10, np.zeros(3, np.int64)),
+                Population("r", (3,), Neuron("readout"), 1, 1.0, 4096, 0, 2**17 - 1, np.zeros(3, np.int64))]
+        syns = [Synapse("e", "dense", INPUT, "a", np.eye(3), (3,), (3,), weight_int=np.eye(3, dtype=np.int64)),
+                Synapse("d", "dense", "a", "r", w.astype(float), (3,), (3,), weight_int=w)]
+        return DeployGraph((3,), pops, syns)
+
+    assert netx_unsupported_reason(graph(np.array([[-256, 0, -64], [-2, -128, 0], [0, 0, -4]]))) is not None
+    assert netx_unsupported_reason(graph(np.array([[-256, 2, -64], [-2, -128, 0], [0, 0, -4]]))) is None

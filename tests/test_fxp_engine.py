@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from neurodistill.sim.fxp import run_fxp
+from neurodistill.sim.fxp import run_fxp, windows_suffice
 from neurodistill.sim.fxp_spikes import run_fxp_spike_input
 
 M = 2**23
@@ -125,6 +125,13 @@ def test_engine_equals_stepwise_reference_at_the_edges(i_decay, v_decay, seed):
     for p in g.populations[:-1]:
         assert np.array_equal(ours["spikes"][p.name].numpy(), spikes[p.name]), p.name
     assert np.array_equal(ours["v_readout_steps"].numpy(), v)
+    # windows only: the same spikes in every population's T-step window, the same readout
+    win = run_fxp(g, torch.as_tensor(enc_bias), T, windows_only=True)
+    assert win["windows_only"] and torch.equal(win["v_readout"], ours["v_readout"])
+    for p in g.populations[:-1]:
+        w = slice(p.depth, p.depth + T)
+        assert torch.equal(win["spikes"][p.name][w], ours["spikes"][p.name][w]), p.name
+        assert not win["spikes"][p.name][: p.depth].any() and not win["spikes"][p.name][p.depth + T:].any()
     # the edges were reached: every layer spiked, the big input wrapped u (and v saturated)
     assert spikes["p1"].any() and spikes["p2"].any() and edges["wrap"]
     if v_decay <= 300:  # slow or no leak: v integrates into saturation
@@ -147,3 +154,16 @@ def test_spike_input_engine_equals_reference_without_reset(i_decay, v_decay):
     for p in g.populations:
         assert np.array_equal(ours["spikes"][p.name].numpy(), spikes[p.name]), p.name
     assert np.array_equal(ours["v_readout_steps"].numpy(), v)
+
+
+def test_windows_need_path_matched_delays():
+    enc = pop("enc", (3,), 0, 4096, 2048, 100, 0)
+    a, b = pop("a", (3,), 1, 4096, 2048, 100, 0), pop("b", (3,), 2, 4096, 0, 2**17 - 1, 0)
+    eye = np.eye(3, dtype=np.int64) * 2
+    syns = [Synapse("in", "dense", INPUT, "enc", np.eye(3), (3,), (3,)), dense("ab", "a", "b", eye, (3,)),
+            dense("ea", "enc", "a", eye, (3,)), dense("eb", "enc", "b", eye, (3,), delay=1)]
+    assert windows_suffice(DeployGraph((3,), [enc, a, b], syns))
+    syns[-1] = dense("eb", "enc", "b", eye, (3,))  # a shortcut one step short: its window reads pipeline fill
+    g = DeployGraph((3,), [enc, a, b], syns, timesteps=2)
+    assert not windows_suffice(g)
+    assert not run_fxp(g, torch.full((1, 3), 300), 2, windows_only=True)["windows_only"]  # falls back to every step

@@ -22,8 +22,8 @@ def bundle(sim_bundle) -> Path:
     return sim_bundle
 
 
-def _sim(bundle: Path, out: Path, backend: str, n: int = 20) -> dict:
-    res = invoke("simulate", bundle, "--backend", backend, "--samples", n, "--batch-size", 8, "--out", out)
+def _sim(bundle: Path, out: Path, backend: str, n: int = 20, *extra) -> dict:
+    res = invoke("simulate", bundle, "--backend", backend, "--samples", n, "--batch-size", 8, "--out", out, *extra)
     assert res.exit_code == 0, res.output
     return json.loads((out / "simulation.json").read_text())
 
@@ -63,8 +63,21 @@ def test_lava_backend_counts_equal_the_fixed_point_simulator(bundle, tmp_path, l
     res = invoke("simulate", bundle, "--backend", "lava", "--samples", 20, "--lava-python", lava_py, "--out", tmp_path / "l")
     assert res.exit_code == 0, res.output
     lava = json.loads((tmp_path / "l" / "simulation.json").read_text())
-    fxp = _sim(bundle, tmp_path / "q", "fxp")
+    fxp = _sim(bundle, tmp_path / "q", "fxp", 20, "--all-steps")
     assert lava["layers"] == fxp["layers"] and lava["accuracy"] == fxp["accuracy"]
+    assert all(layer["pipeline_spikes"] is not None for layer in lava["layers"])
+
+
+def test_windows_only_gives_the_all_steps_counts(bundle, tmp_path):
+    """The default (each layer in its own T-step window) against every chip step: the same accuracy
+    and counts; only the pipeline-fill spikes are not computed."""
+    win, full = _sim(bundle, tmp_path / "w", "fxp"), _sim(bundle, tmp_path / "a", "fxp", 20, "--all-steps")
+    assert win["steps_computed"] == "each layer's T-step window" and full["steps_computed"] == "every chip step"
+    strip = [{k: v for k, v in layer.items() if k != "pipeline_spikes"} for layer in win["layers"]]
+    assert strip == [{k: v for k, v in layer.items() if k != "pipeline_spikes"} for layer in full["layers"]]
+    assert win["accuracy"] == full["accuracy"] and win["totals"] == full["totals"]
+    assert all(layer["pipeline_spikes"] is None for layer in win["layers"])
+    assert sum(layer["pipeline_spikes"] for layer in full["layers"]) > 0  # there is pipeline fill to skip
 
 
 def test_bad_bundles(bundle, tmp_path):

@@ -47,6 +47,19 @@ def netx_unsupported_reason(graph: DeployGraph) -> str | None:
         return "netx wires layers strictly in sequence; this graph has residual or branching connections"
     if any(s.delay for s in graph.synapses):
         return "netx conv layers have no synaptic delays"
+    from ..sim.netx_reader import effective_dense_weight
+
+    for s in graph.synapses:
+        # Lava's Dense decides its sign mode from the weights at run time (netx does not pass one):
+        # a layer without a positive weight runs as INHIBITORY, which changes some of its weights
+        if s.kind == "dense" and not s.host and s.weight_int is not None and (s.weight_int != 0).any():
+            try:
+                same = np.array_equal(effective_dense_weight(s.weight_int, s.name), s.weight_int)
+            except UnsupportedLayerError:
+                same = False
+            if not same:
+                return (f"Lava's Dense would run layer {s.name!r} with other weights than quantized (it has no "
+                        "positive weight, so Lava picks its inhibitory sign mode)")
     return None
 
 

@@ -632,6 +632,17 @@ class NIRSpikingModule(nn.Module):
         return out
 
 
+def read_nir_file(path: str | Path) -> nir.NIRGraph:
+    """`nir.read`, with a missing, truncated or damaged file as a `CheckpointError` (one line)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"NIR file {str(path)!r} does not exist")
+    try:
+        return nir.read(path)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:  # h5py and nir's parsing
+        raise CheckpointError(f"{str(path)!r} cannot be read as a NIR graph ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]})") from None
+
+
 def from_nir_to_torch(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> NIRSpikingModule:
     """Import a float NIR graph back into torch (nirtorch's `nir_to_torch` with a spikingjelly node map).
 
@@ -641,7 +652,7 @@ def from_nir_to_torch(graph: nir.NIRGraph | str | Path, dt: float | None = None)
     import nirtorch
 
     if isinstance(graph, str | Path):
-        graph = nir.read(graph)
+        graph = read_nir_file(graph)
     if dt is None:
         dt = float(graph.metadata.get("dt", 1.0)) if isinstance(graph.metadata, dict) else 1.0
     gm = nirtorch.nir_to_torch(graph, _NodeMap(dt).node_map())

@@ -50,10 +50,11 @@ def windows(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int,
 
 
 def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, encoding_once: bool = False,
-          pipelined: bool = True, input_spikes: torch.Tensor | None = None) -> dict:
+          pipelined: bool = True, input_spikes: torch.Tensor | None = None, pipeline_known: bool = True) -> dict:
     """Counts per layer (graph order) and the global firing rates (both conventions).
 
     `pipelined`: spikes come from a Loihi-timed run (fixed point, Lava); False for the float run.
+    `pipeline_known`: False when the run computed each layer's window only (`pipeline_spikes` None).
     `input_spikes (steps, B, *input_shape)`: binary input spikes of a graph whose `INPUT` synapse
     is on chip (lava-dl `.net` files without an input neuron); that synapse is then spike-fed
     (events and ACs) instead of the host's analog encoding layer (MACs).
@@ -84,7 +85,8 @@ def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, e
             "spikes_per_step": per_step.tolist(),
             "firing_rate": n_spikes / (p.size * T * B) if p.neuron.kind != "readout" else None,
             "synaptic_events": events, "dense_ops": dense, "acs": acs, "macs": macs,
-            "neuron_updates": p.size * T * B, "pipeline_spikes": total_spikes - n_spikes,
+            "neuron_updates": p.size * T * B,
+            "pipeline_spikes": total_spikes - n_spikes if pipeline_known else None,
         })
     firing = [x for x in layers if x["firing_rate"] is not None]
     n_weighted = sum(x["spikes"] for x in firing) / max(sum(x["neurons"] * T * B for x in firing), 1)
@@ -116,7 +118,8 @@ def merge_counts(parts: list[dict]) -> dict:
     for i, layer in enumerate(first["layers"]):
         merged = dict(layer)
         for k in SUMMED:
-            merged[k] = sum(p["layers"][i][k] for p in parts)
+            vals = [p["layers"][i][k] for p in parts]
+            merged[k] = None if any(v is None for v in vals) else sum(vals)
         merged["spikes_per_step"] = [sum(p["layers"][i]["spikes_per_step"][t] for p in parts) for t in range(T)]
         if layer["firing_rate"] is not None:
             merged["firing_rate"] = merged["spikes"] / (layer["neurons"] * T * B)

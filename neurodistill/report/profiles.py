@@ -152,13 +152,22 @@ def load_profile(name_or_path: str | Path) -> Profile:
         path = Path(name_or_path)
         if not path.is_file():
             raise ConfigError(f"hardware profile file {text!r} does not exist (a profile is a shipped name or a path to a .toml file)")
-        return parse_profile(path.read_text(encoding="utf-8"), str(path), expect_name=path.stem)
+        return parse_profile(_read_text(path, str(path)), str(path), expect_name=path.stem)
     names = list_profiles()
     if text not in names:
         raise ConfigError(f"unknown hardware profile {text!r}; shipped: {', '.join(names) or '(none found)'}; "
                           "or give a path to a .toml file")
     f = profiles_dir() / f"{text}.toml"
-    return parse_profile(f.read_text(encoding="utf-8"), str(f), expect_name=text)
+    return parse_profile(_read_text(f, str(f)), str(f), expect_name=text)
+
+
+def _read_text(f, where: str) -> str:
+    try:
+        return f.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"hardware profile {where}: not UTF-8 text (byte {e.start}); allowed: a UTF-8 TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"hardware profile {where}: cannot be read ({e.strerror or e})") from None
 
 
 def _fail(where: str, key: str, msg: str) -> ConfigError:

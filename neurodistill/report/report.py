@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -21,33 +22,113 @@ LAYER_COUNTS = ("spikes", "acs", "macs", "synaptic_events", "neuron_updates", "d
 
 
 def read_simulation(simdir: Path) -> dict:
+    """A `simulation.json` (or the directory holding one), checked.
+
+    Refused with a `CheckpointError` naming the file and the key: a file that is not JSON or
+    lacks (or mistypes) a key the report reads, and a stale simulation: its recorded bundle
+    still exists but its manifest has changed since (`bundle_manifest_sha256` differs; for a
+    `.net` simulation, `net_sha256`), so the counts describe another export. Simulations of
+    different bundles may be compared in one report; a simulation whose bundle is gone (or
+    unrecorded) is taken as it is.
+    """
     path = simdir / "simulation.json" if simdir.is_dir() else simdir
     if not path.is_file():
         raise CheckpointError(f"{str(simdir)!r} holds no simulation.json; run 'neurodistill simulate' first")
     try:
-        sim = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON ({e})") from None
-    missing = [k for k in ("backend", "samples", "timesteps", "accuracy", "layers", "totals") if k not in sim]
+        sim = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON ({' '.join(str(e).split())})") from None
+    except OSError as e:
+        raise CheckpointError(f"{str(path)!r} cannot be read ({e.strerror or e})") from None
+    if not isinstance(sim, dict):
+        raise CheckpointError(f"{str(path)!r} is not a neurodistill simulation (a JSON {type(sim).__name__}, not an object)")
+    missing = [k for k in SIM_REQUIRED if k not in sim]
     if missing:
         raise CheckpointError(f"{str(path)!r} is not a neurodistill simulation (missing {', '.join(missing)})")
-    bundle = Path(sim.get("bundle", ""))
-    if (bundle / "manifest.json").is_file() and sim.get("bundle_manifest_sha256"):
-        now = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
-        if now != sim["bundle_manifest_sha256"]:
-            raise CheckpointError(f"{str(path)!r} was simulated from another version of bundle {str(bundle)!r} "
-                                  "(its manifest changed); simulate it again")
+    _check_simulation(sim, str(path))
+    bundle, net = sim.get("bundle"), sim.get("net")
+    for what, source, file, recorded in (
+            ("bundle", bundle, Path(bundle) / "manifest.json" if bundle else None, sim.get("bundle_manifest_sha256")),
+            (".net file", net, Path(net) if net else None, sim.get("net_sha256"))):
+        if file is None or not recorded or not file.is_file():
+            continue
+        try:
+            now = hashlib.sha256(file.read_bytes()).hexdigest()
+        except OSError as e:
+            raise CheckpointError(f"{str(path)!r}: its {what}'s file {str(file)!r} cannot be read ({e.strerror or e})") from None
+        if now != recorded:
+            raise CheckpointError(f"{str(path)!r} was simulated from another version of {what} {source!r} "
+                                  f"(it changed since: {'bundle_manifest_sha256' if what == 'bundle' else 'net_sha256'} "
+                                  "differs); simulate it again")
     return sim
 
 
+SIM_REQUIRED = ("backend", "samples", "timesteps", "accuracy", "layers", "totals")
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_simulation(sim: dict, where: str) -> None:
+    """Every key `build`, the tables and the figures read is present and of its type."""
+
+    def need(obj: dict, key: str, ok, allowed: str, at: str = "", optional: bool = False):
+        if key not in obj:
+            if optional:
+                return None
+            raise CheckpointError(f"{where!r}: key {at + key!r} is missing")
+        if not ok(obj[key]):
+            text = repr(obj[key]) if len(repr(obj[key])) <= 60 else repr(obj[key])[:57] + "..."
+            raise CheckpointError(f"{where!r}: {at + key} = {text} is not allowed; allowed: {allowed}")
+        return obj[key]
+
+    need(sim, "backend", lambda v: isinstance(v, str) and v != "", "a backend name")
+    need(sim, "samples", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    T = need(sim, "timesteps", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    need(sim, "accuracy", lambda v: v is None or (_is_count(v) and v <= 1), "null or a number in [0, 1]")
+    for key in ("firing_rate_neuron_weighted", "firing_rate_mean_of_layers"):
+        need(sim, key, _is_count, "a finite number >= 0")
+    for key in ("bundle", "model", "bundle_manifest_sha256", "net", "net_sha256"):
+        need(sim, key, lambda v: v is None or isinstance(v, str), "null or a string", optional=True)
+    need(sim, "conventions", lambda v: isinstance(v, dict), "an object", optional=True)
+    totals = need(sim, "totals", lambda v: isinstance(v, dict), "an object")
+    for key in LAYER_COUNTS:
+        need(totals, key, _is_count, "a finite count >= 0", "totals.")
+    layers = need(sim, "layers", lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, dict) for x in v),
+                  "a non-empty list of layer objects")
+    for i, x in enumerate(layers):
+        at = f"layers[{i}]."
+        need(x, "name", lambda v: isinstance(v, str), "a string", at)
+        need(x, "neurons", lambda v: _is_int(v) and v >= 1, "an integer >= 1", at)
+        for key in LAYER_COUNTS:
+            need(x, key, _is_count, "a finite count >= 0", at)
+        need(x, "firing_rate", lambda v: v is None or _is_count(v), "null or a finite number >= 0", at)
+        need(x, "spikes_per_step", lambda v: isinstance(v, list) and len(v) == T and all(map(_is_count, v)),
+             f"a list of {T} counts (one per time step)", at)
+
+
 def _training_summary(sim: dict) -> dict | None:
-    """The student's training summary (accuracy per time step), when the bundle's source has one."""
+    """The student's training summary (accuracy per time step), when the bundle's source has one.
+
+    Optional: a summary that is missing or unreadable is left out of the report, not an error."""
     try:
-        manifest = json.loads((Path(sim["bundle"]) / "manifest.json").read_text())
+        manifest = json.loads((Path(sim["bundle"]) / "manifest.json").read_bytes())
         summary = Path(manifest["source"]).parent / "summary.json"
-        return json.loads(summary.read_text()) if summary.is_file() else None
-    except (KeyError, OSError, json.JSONDecodeError, TypeError):
+        data = json.loads(summary.read_bytes()) if summary.is_file() else None
+    except (KeyError, OSError, ValueError, TypeError):  # ValueError: bad JSON or UTF-8
         return None
+    if not isinstance(data, dict):
+        return None
+    per = data.get("test_acc_per_timestep")
+    ok = isinstance(per, list) and all(
+        isinstance(p, dict) and all(_is_count(p.get(k)) for k in ("t", "alone", "running_mean")) for p in per)
+    acc = data.get("test_acc")
+    return {"test_acc_per_timestep": per if ok else None, "test_acc": acc if _is_count(acc) else None}
 
 
 def _label(sim: dict, used: set[str]) -> str:

@@ -112,16 +112,32 @@ def synapse_int(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return acc
 
 
+def windows_suffice(graph: DeployGraph) -> bool:
+    """Whether each population's T-step window depends on its sources' windows only.
+
+    True when every on-chip synapse spans exactly its path length (target depth = source depth
+    + 1 + delay), as capture's path-matching delays make it: with the staggered reset, the
+    steps before and after a window (pipeline fill) then never reach another window.
+    """
+    depth = {p.name: p.depth for p in graph.populations}
+    return all(depth[s.target] == depth[s.source] + 1 + s.delay for s in graph.synapses if not s.host)
+
+
 def run_populations(graph: DeployGraph, steps: int, batch: int, *, bias: dict[str, torch.Tensor],
-                    staggered_reset: bool, input_spikes: torch.Tensor | None = None) -> dict:
+                    staggered_reset: bool, input_spikes: torch.Tensor | None = None, window: int | None = None) -> dict:
     """The engine of `run_fxp` and `fxp_spikes.run_fxp_spike_input`: one population after another,
     each over every step, bit-exact with Lava's step-by-step execution.
 
     `bias[pop]`: bias mantissas `(B or 1, *shape)`; `staggered_reset`: population at depth d is
     reset (u = v = 0) at step d + 1 before its update (netx reset_interval), else never.
+    `window`: with the staggered reset and `windows_suffice`, run population d only in its steps
+    `[d, d + window)` (its reset makes the first of them start from rest): the same spikes there,
+    zeros elsewhere (pipeline fill not computed).
     Returns `spikes[pop] (steps, B, *shape)` bool for every population (the readout's too),
     `v_readout_steps (steps, B, *shape)` int64, `v_readout` its last value, and `steps`.
     """
+    if window is not None and not (staggered_reset and windows_suffice(graph)):
+        raise ValueError("window needs the staggered reset and path-matched delays (windows_suffice)")
     chip = [s for s in graph.synapses if not (s.host and input_spikes is None)]
     weights = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in chip}
     spikes: dict[str, torch.Tensor] = {}
@@ -147,12 +163,14 @@ def run_populations(graph: DeployGraph, steps: int, batch: int, *, bias: dict[st
         u = torch.zeros(batch, *p.shape, dtype=dt)
         v = torch.zeros(batch, *p.shape, dtype=dt)
         th = float(p.v_th_mant << 6)
-        s_out = torch.empty(steps, batch, *p.shape, dtype=torch.bool)
+        first, last = (p.depth, min(p.depth + window, steps)) if window is not None else (0, steps)
+        alloc = torch.zeros if window is not None else torch.empty
+        s_out = alloc(steps, batch, *p.shape, dtype=torch.bool)
         readout = p is graph.readout
         if readout:
-            v_steps = torch.empty(steps, batch, *p.shape, dtype=torch.long)
+            v_steps = alloc(steps, batch, *p.shape, dtype=torch.long)
         reset_at = p.depth if staggered_reset else -1
-        for t in range(steps):
+        for t in range(first, last):
             if t == reset_at:
                 u.zero_()
                 v.zero_()
@@ -177,8 +195,13 @@ def run_populations(graph: DeployGraph, steps: int, batch: int, *, bias: dict[st
 
 
 @torch.no_grad()
-def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: bool = True) -> dict:
+def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: bool = True,
+            windows_only: bool = False) -> dict:
     """Run the quantized graph for `timesteps + latency` steps.
+
+    `windows_only`: compute each population in its own T-step window only (where
+    `windows_suffice`; else every step): the same readout and window spikes, faster for deep
+    graphs; the pipeline-fill steps are left at zero.
 
     Shape:
         enc_bias: `(B, *encoding_population.shape)` int bias mantissas (the host's encoding output).
@@ -189,7 +212,9 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     steps = timesteps + graph.latency_steps
     enc_pop = graph.encoding[0].target
     bias = {p.name: torch.as_tensor(enc_bias if p.name == enc_pop else p.bias_mant) for p in graph.populations}
-    res = run_populations(graph, steps, B, bias=bias, staggered_reset=True)
+    window = timesteps if windows_only and windows_suffice(graph) else None
+    res = run_populations(graph, steps, B, bias=bias, staggered_reset=True, window=window)
+    res["windows_only"] = window is not None
     if record:
         res["spikes"] = {k: x for k, x in res["spikes"].items() if k != graph.readout.name}
     else:

@@ -54,9 +54,41 @@ def _ints(x) -> np.ndarray:
     return np.asarray(x).astype(np.int64)
 
 
-def _pair(x) -> tuple[int, int]:
-    a = np.asarray(x).reshape(-1)
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+def _numbers(x, where: str, field: str) -> np.ndarray:
+    """A dataset's value as a finite numeric array (netx casts with `int`/`astype(int)`)."""
+    a = np.asarray(x)
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_):
+        raise CheckpointError(f"{where}: {field} has dtype {a.dtype}; allowed: numbers")
+    if a.size == 0:
+        raise CheckpointError(f"{where}: {field} is empty; allowed: numbers")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise CheckpointError(f"{where}: {field} holds NaN or Inf; allowed: finite numbers")
+    if np.abs(a.astype(np.float64)).max() >= 2**31:
+        raise CheckpointError(f"{where}: {field} holds {float(np.abs(a.astype(np.float64)).max()):g}; "
+                              "allowed: numbers within 32-bit integers")
+    return a
+
+
+def _scalar(x, where: str, field: str, lo: int, hi: int) -> int:
+    v = int(_numbers(x, where, field).reshape(-1)[0])
+    if not lo <= v <= hi:
+        raise CheckpointError(f"{where}: {field} = {v} is not allowed; allowed: {lo}..{hi}")
+    return v
+
+
+def _pair(x, where: str = "", field: str = "", lo: int = 0) -> tuple[int, int]:
+    a = _numbers(x, where, field).reshape(-1).astype(np.int64)
+    pair = (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+    if min(pair) < lo:
+        raise CheckpointError(f"{where}: {field} = {list(pair)} is not allowed; allowed: integers >= {lo}")
+    return pair
+
+
+def _shape(x, where: str, field: str) -> tuple[int, ...]:
+    a = _numbers(x, where, field).reshape(-1)
+    if a.size > 4 or (a < 1).any():
+        raise CheckpointError(f"{where}: {field} = {a.tolist()} is not allowed; allowed: up to 4 positive sizes")
+    return tuple(int(v) for v in a)
 
 
 def _neuron_params(g: h5py.Group, i: int, kind: str, where: str) -> dict:
@@ -69,10 +101,16 @@ def _neuron_params(g: h5py.Group, i: int, kind: str, where: str) -> dict:
     if ntype not in NEURON_TYPES:
         raise UnsupportedLayerError(f"{where}: layer {i} ({kind}) has neuron type '{ntype}'; "
                                     f"supported: {', '.join(NEURON_TYPES)}")
-    if "messageBits" in n and int(np.asarray(n["messageBits"][()]).reshape(-1)[0]) != 0:
+    if "messageBits" in n and _scalar(n["messageBits"][()], where, f"layer {i} ({kind}) neuron messageBits", 0, 32) != 0:
         raise UnsupportedLayerError(f"{where}: layer {i} ({kind}) sends graded spikes (messageBits); "
                                     "only binary spikes are supported")
-    return {"type": ntype, **{k: int(np.asarray(n[k][()]).reshape(-1)[0]) for k in ("iDecay", "vDecay", "vThMant")}}
+    at = f"layer {i} ({kind}) neuron"
+    for k in ("iDecay", "vDecay", "vThMant"):
+        if k not in n:
+            raise CheckpointError(f"{where}: {at} has no {k}")
+    return {"type": ntype, "iDecay": _scalar(n["iDecay"][()], where, f"{at} iDecay", 0, 4096),
+            "vDecay": _scalar(n["vDecay"][()], where, f"{at} vDecay", 0, 4096),
+            "vThMant": _scalar(n["vThMant"][()], where, f"{at} vThMant", 0, 1 << 17)}
 
 
 def _population(name: str, shape: tuple[int, ...], prm: dict, bias: np.ndarray, depth: int) -> Population:
@@ -88,11 +126,11 @@ def _population(name: str, shape: tuple[int, ...], prm: dict, bias: np.ndarray, 
                       v_th_mant=v_th, bias_mant=bias.astype(np.int64))
 
 
-def _full_bias(g: h5py.Group, shape: tuple[int, ...], name: str) -> np.ndarray:
+def _full_bias(g: h5py.Group, shape: tuple[int, ...], name: str, where: str) -> np.ndarray:
     """netx `AbstractBlock._neuron`: per neuron (Lava (W,H,C) order for conv) or per channel."""
     if "bias" not in g:
         return np.zeros(shape, np.int64)
-    b = _ints(g["bias"][()])
+    b = _ints(_numbers(g["bias"][()], where, f"population {name} bias"))
     if len(shape) == 1:
         if b.size not in (1, shape[0]):
             raise UnsupportedLayerError(f"population {name}: bias of shape {b.shape} does not broadcast to {shape}")
@@ -159,7 +197,7 @@ def effective_dense_weight(w: np.ndarray, where: str) -> np.ndarray:
 def _delay(g: h5py.Group, where: str) -> int:
     if "delay" not in g:
         return 0
-    d = np.clip(np.asarray(g["delay"][()]), 0, 62)  # netx clamps delays to 62
+    d = np.clip(_numbers(g["delay"][()], where, "delay"), 0, 62).astype(np.int64)  # netx clamps delays to 62
     if d.size and not (d == d.reshape(-1)[0]).all():
         raise UnsupportedLayerError(f"{where}: per-synapse dense delays are not supported (one delay per layer)")
     return int(d.reshape(-1)[0]) if d.size else 0
@@ -176,7 +214,12 @@ def _parse(f: h5py.File, where: str) -> DeployGraph:
     input_shape: tuple[int, ...] | None = None
     flatten_next = False
     for i in range(count):
+        if str(i) not in layers or not isinstance(layers[str(i)], h5py.Group):
+            raise CheckpointError(f"{where}: /layer has no group {i} (layers are groups 0..{count - 1})")
         g = layers[str(i)]
+        for key in ("type", "shape"):
+            if key not in g and (key == "type" or _str(g["type"]) != "flatten"):
+                raise CheckpointError(f"{where}: layer {i} has no {key}")
         kind = _str(g["type"])
         if kind not in SUPPORTED:
             raise UnsupportedLayerError(f"{where}: layer {i} has type '{kind}'; supported: {', '.join(SUPPORTED)}")
@@ -184,7 +227,7 @@ def _parse(f: h5py.File, where: str) -> DeployGraph:
         if kind == "input":
             if pops or syns:
                 raise UnsupportedLayerError(f"{where}: layer {i} is an input layer after other layers")
-            input_shape = tuple(int(x) for x in np.asarray(g["shape"][()]).reshape(-1))
+            input_shape = _shape(g["shape"][()], where, f"layer {i} (input) shape")
             if "neuron" in g:
                 prm = _neuron_params(g, i, kind, where)
                 # netx keeps the input layer's weight/bias as net.in_layer.transform; Lava never applies them
@@ -202,24 +245,37 @@ def _parse(f: h5py.File, where: str) -> DeployGraph:
         source = pops[-1].name if pops else INPUT
         depth = pops[-1].depth + 1 if pops else 1
         prm = _neuron_params(g, i, kind, where)
-        out_shape = tuple(int(x) for x in np.asarray(g["shape"][()]).reshape(-1))
+        out_shape = _shape(g["shape"][()], where, f"layer {i} ({kind}) shape")
+        if "weight" not in g:
+            raise CheckpointError(f"{where}: layer {i} ({kind}) has no weight")
+        raw_w = _numbers(g["weight"][()], where, f"layer {i} ({kind}) weight")
         if kind == "conv":
             if prev_shape is None or len(prev_shape) != 3:
                 raise UnsupportedLayerError(f"{where}: layer {i} (conv) has no (C, H, W) input shape "
                                             f"(previous shape {prev_shape})")
             if flatten_next:
                 raise UnsupportedLayerError(f"{where}: layer {i} (conv) follows a flatten layer")
-            w = _ints(g["weight"][()])
+            w = _ints(raw_w)
+            if w.ndim < 4 or int(np.prod(w.shape[4:])) != 1:
+                raise CheckpointError(f"{where}: layer {i} (conv) weight has shape {tuple(w.shape)}; allowed: "
+                                      "(C_out, C_in / groups, kH, kW)")
             w = w.reshape(w.shape[:4])
-            stride, padding = _pair(g["stride"][()]), _pair(g["padding"][()])
-            dilation = _pair(g["dilation"][()]) if "dilation" in g else (1, 1)
-            groups = int(np.asarray(g["groups"][()]).reshape(-1)[0]) if "groups" in g else 1
+            if w.min() < -256 or w.max() > 255:
+                raise UnsupportedLayerError(f"{where}: layer {i} (conv) weights {int(w.min())}..{int(w.max())} exceed "
+                                            "Loihi's 8-bit range -256..255")
+            for key in ("stride", "padding"):
+                if key not in g:
+                    raise CheckpointError(f"{where}: layer {i} (conv) has no {key}")
+            stride = _pair(g["stride"][()], where, f"layer {i} (conv) stride", 1)
+            padding = _pair(g["padding"][()], where, f"layer {i} (conv) padding", 0)
+            dilation = _pair(g["dilation"][()], where, f"layer {i} (conv) dilation", 1) if "dilation" in g else (1, 1)
+            groups = _scalar(g["groups"][()], where, f"layer {i} (conv) groups", 1, 1 << 16) if "groups" in g else 1
             if dilation != (1, 1):
                 raise UnsupportedLayerError(f"{where}: layer {i} (conv) has dilation {dilation}; only 1 is supported")
             c, h, wd = prev_shape
             kh, kw = w.shape[2:]
             expect = (w.shape[0], (h + 2 * padding[0] - kh) // stride[0] + 1, (wd + 2 * padding[1] - kw) // stride[1] + 1)
-            if len(out_shape) != 3 or out_shape != expect or w.shape[1] * groups != c:
+            if len(out_shape) != 3 or out_shape != expect or w.shape[1] * groups != c or w.shape[0] % groups:
                 raise CheckpointError(f"{where}: layer {i} (conv) shape {out_shape} does not match its weight "
                                       f"{tuple(w.shape)} on input {prev_shape} (expected {expect})")
             syns.append(Synapse(f"{name}.synapse", "conv", source, name, w.astype(np.float64), prev_shape, out_shape,
@@ -230,8 +286,12 @@ def _parse(f: h5py.File, where: str) -> DeployGraph:
             flatten_next = False
             n_out = int(np.prod(out_shape))
             out_shape = (n_out,)
-            raw = _ints(g["weight"][()])
-            raw = raw.reshape(n_out, -1) if raw.ndim == 1 else raw
+            raw = _ints(raw_w)
+            if raw.ndim == 1 and raw.size % n_out == 0:
+                raw = raw.reshape(n_out, -1)
+            if raw.ndim != 2:
+                raise CheckpointError(f"{where}: layer {i} (dense) weight has shape {tuple(raw.shape)}; allowed: "
+                                      f"({n_out}, inputs)")
             n_in = int(np.prod(prev_shape)) if prev_shape is not None else raw.shape[1]
             if raw.shape != (n_out, n_in):
                 raise CheckpointError(f"{where}: layer {i} (dense) weight {tuple(raw.shape)} does not match "
@@ -241,7 +301,7 @@ def _parse(f: h5py.File, where: str) -> DeployGraph:
             w = effective_dense_weight(raw, f"{where}: layer {i} (dense)")
             syns.append(Synapse(f"{name}.synapse", "dense", source, name, w.astype(np.float64), prev_shape,
                                 out_shape, delay=_delay(g, f"{where}: layer {i} (dense)"), weight_int=w))
-        pops.append(_population(name, out_shape, prm, _full_bias(g, out_shape, name), depth))
+        pops.append(_population(name, out_shape, prm, _full_bias(g, out_shape, name, where), depth))
     if not pops:
         raise CheckpointError(f"{where}: no neuron layers")
     if syns and syns[0].source == INPUT:
@@ -260,11 +320,11 @@ def read_netx(path: str | Path) -> DeployGraph:
     where = str(path)
     try:
         with h5py.File(path, "r") as f:
-            if "layer" not in f:
+            if "layer" not in f or not isinstance(f["layer"], h5py.Group):
                 raise CheckpointError(f"{where}: not a netx network (no /layer group)")
             return _parse(f, where)
     except (CheckpointError, UnsupportedLayerError):
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as err:
         msg = " ".join(str(err).split()) or type(err).__name__
         raise CheckpointError(f"{where}: cannot read it as a netx .net (HDF5) file: {msg}") from None

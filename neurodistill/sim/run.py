@@ -2,7 +2,8 @@
 
 Backends: `fxp` (neurodistill's bit-accurate fixed-point simulator, batched), `float` (the
 latency-free float graph, spikingjelly semantics) and `lava` (Lava's `fixed_pt` models through
-the Lava environment; chain bundles with a `network.net`). Writes `simulation.json`.
+the Lava environment: a chain bundle's `network.net` through netx, any other graph, residual
+ones included, built from `deploy.h5` by `lava_scripts/run_graph.py`). Writes `simulation.json`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
+from ..errors import CheckpointError, ConfigError
 from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
-from ..export.inspect import read_manifest
+from ..export.inspect import check_manifest_graph, read_manifest
 from ..export.loihi2 import encoding_bias, encoding_current
 from ..report.counters import count, merge_counts
 from ..train.checkpoint import atomic_write
@@ -31,7 +32,8 @@ from .fxp import run_fxp
 
 log = logging.getLogger(__name__)
 BACKENDS = ("fxp", "float", "lava")
-RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx.py"
+RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx.py"  # chain bundles: network.net via netx
+GRAPH_RUNNER = RUNNER.with_name("run_graph.py")  # every other graph: Lava processes built from deploy.h5
 
 
 def find_lava_python(explicit: str | None = None) -> str:
@@ -51,14 +53,14 @@ def bundle_id(bundle: Path) -> str:
 
 
 def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python: str | None) -> dict:
-    if not (bundle / "network.net").is_file():
-        raise UnsupportedLayerError(
-            f"bundle {str(bundle)!r} has no network.net (a residual or branching graph); this version's lava backend runs "
-            "chain bundles only; use --backend fxp, which is bit-exact with Lava on every tested chain")
+    # what users deploy: a chain's network.net through netx; a residual or branching graph (no network.net)
+    # as Lava processes built from deploy.h5, with synaptic delays for its path-matching delays
+    net = bundle / "network.net"
+    runner, source = (RUNNER, net) if net.is_file() else (GRAPH_RUNNER, bundle / "deploy.h5")
     py = find_lava_python(lava_python)
     with tempfile.TemporaryDirectory() as d:
         np.savez(Path(d) / "in.npz", bias=bias, steps=steps)
-        res = subprocess.run([py, str(RUNNER), str(bundle / "network.net"), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
+        res = subprocess.run([py, str(runner), str(source), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
                              capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"the Lava runner failed:\n{res.stderr[-3000:]}")
@@ -71,24 +73,33 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
 
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
              encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None,
-             save_spikes: bool = False) -> dict:
+             save_spikes: bool = False, all_steps: bool = False) -> dict:
+    """Run `samples` test samples through the bundle with `backend` and write `out/simulation.json`.
+
+    fxp computes each layer in its own T-step window only (the same accuracy and counts, faster
+    for deep graphs) unless `all_steps` or `save_spikes`: then every chip step, and the
+    pipeline-fill spikes are counted too (Lava always runs every step).
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
     if samples < 1 or batch_size < 1:
         raise ConfigError("--samples and --batch-size must be >= 1")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
     manifest = read_manifest(bundle)
     if manifest.get("target") != "loihi2":
         raise CheckpointError(f"{str(bundle)!r} is a {manifest.get('target')!r} export; simulate reads loihi2 bundles")
     if not (bundle / "deploy.h5").is_file():
         raise CheckpointError(f"bundle {str(bundle)!r} has no deploy.h5; re-export it")
     graph = read_graph(bundle / "deploy.h5")
-    if list(graph.input_shape) != list(manifest["input_shape"]):
-        raise CheckpointError(f"bundle {str(bundle)!r}: deploy.h5 input {list(graph.input_shape)} disagrees with the "
-                              f"manifest's {manifest['input_shape']}")
+    check_manifest_graph(manifest, graph, bundle)  # input shape, timesteps, latency, layers
     ds = manifest.get("dataset")
     if not ds:
         raise CheckpointError(f"bundle {str(bundle)!r} names no dataset (exported from Python); simulate it from Python")
     x, y = dataset_samples(ds["name"], data_dir or ds.get("data_dir"), ds.get("data") or {}, samples, split="test")
+    if tuple(x.shape[1:]) != tuple(graph.input_shape):
+        raise CheckpointError(f"bundle {str(bundle)!r}: dataset {ds['name']!r} gives samples of shape {list(x.shape[1:])}; "
+                              f"the bundle's input_shape is {list(graph.input_shape)}")
     T = int(manifest["timesteps"])
     steps = T + graph.latency_steps
     parts, correct, recorded = [], 0, []
@@ -99,17 +110,20 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
             pred, spikes, pipelined = run["logits"].mean(0).argmax(-1), run["spikes"], False
         else:
             bias, _ = encoding_bias(graph, encoding_current(graph, xb.numpy()))
-            run = (run_fxp(graph, torch.as_tensor(bias), T) if backend == "fxp"
-                   else _lava_spikes(bundle, graph, bias, steps, lava_python))
+            run = (run_fxp(graph, torch.as_tensor(bias), T, windows_only=not (all_steps or save_spikes))
+                   if backend == "fxp" else _lava_spikes(bundle, graph, bias, steps, lava_python))
             pred, spikes, pipelined = run["v_readout"].argmax(-1), run["spikes"], True
         correct += int((pred == yb).sum())
-        parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined))
+        parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined,
+                           pipeline_known=pipelined and not run.get("windows_only", False)))
         if save_spikes:
             recorded.append((spikes, run.get("v_readout_steps")))
     counts = merge_counts(parts)
     sim = {
         "backend": backend, "samples": int(len(y)), "timesteps": T, "accuracy": correct / len(y),
-        "steps_per_sample": steps if backend != "float" else T, "split": "test", "dataset": ds["name"],
+        "steps_per_sample": steps if backend != "float" else T,
+        "steps_computed": ("every chip step" if backend == "lava" or (backend == "fxp" and (all_steps or save_spikes))
+                           else "each layer's T-step window" if backend == "fxp" else "T steps, no latency"), "split": "test", "dataset": ds["name"],
         "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
         "neurodistill_version": __version__,
         "layers": [{k: layer[k] for k in ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate",
@@ -120,6 +134,8 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         "totals": counts["totals"], "conventions": counts["conventions"],
     }
     out.mkdir(parents=True, exist_ok=True)
+    if not save_spikes:
+        (out / "spikes.h5").unlink(missing_ok=True)  # an older run's spikes would not belong to this simulation.json
     if save_spikes:
         from .spikes_nir import write_spikes
 

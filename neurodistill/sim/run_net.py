@@ -166,6 +166,8 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
     if any(s.source == INPUT for s in graph.synapses) and mode == "spikes":
         sim["conventions"]["acs"] += "; the input spikes feed the first layer on chip (ACs, not MACs)"
     out.mkdir(parents=True, exist_ok=True)
+    if not save_spikes:
+        (out / "spikes.h5").unlink(missing_ok=True)  # an older run's spikes would not belong to this simulation.json
     if save_spikes:
         from .spikes_nir import write_spikes
 
