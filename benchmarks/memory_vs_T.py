@@ -1,0 +1,164 @@
+"""Peak training memory and step time vs T: BPTT against rate-based backprop.
+
+Spiking ResNet-18, 32x32 inputs, 10 classes, batch 32, T = 2, 4, 6, 8, one SGD step of
+cross entropy on the time-mean logits (BPTT) or on the rate-pass logits (rate backprop,
+backward on loss / T). Each configuration runs in a fresh subprocess, as in train_step.py, so
+the CPU's peak resident memory belongs to that configuration alone: `peak_memory_bytes` is the
+process's peak RSS, `step_peak_bytes` that peak minus the RSS just before the first step (model
+and batch allocated). On CUDA both are torch.cuda.max_memory_allocated (the step figure from
+the allocation before the first step). `seconds_per_step` is the fastest of the timed steps (the
+mean is kept too), since other load on a shared machine only ever slows a step down.
+
+Rate backprop's memory is that of one non-spiking forward/backward at batch B plus a no-grad
+spiking forward, so it should stay nearly flat in T (the check: peak at T=8 <= 1.25x peak at
+T=2), while BPTT keeps every step's activations and grows about linearly.
+
+    python benchmarks/memory_vs_T.py [--batch 32] [--steps 3] [--timesteps 2 4 6 8] [--device cpu]
+
+Prints a table and writes benchmarks/results/memory_vs_T.json (all devices measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_step import _rss_now, machine, write_result  # noqa: E402
+
+METHODS = ("bptt", "rate")
+LIMIT = 1.25  # rate backprop: peak(T=8) / peak(T=2) must not exceed this
+
+
+def one(method: str, model: str, T: int, batch: int, steps: int, device: str) -> dict:
+    """Measure in this process (called in a fresh subprocess)."""
+    import torch
+    import torch.nn.functional as F
+
+    from neurodistill.config import TrainConfig
+    from neurodistill.models import create_model
+    from neurodistill.train.loop import build_optimizer, seed_everything
+    from neurodistill.train.rate_bp import rate_step
+
+    seed_everything(0)
+    dev = torch.device(device)
+    net = create_model(model, num_classes=10, in_channels=3).to(dev).train()
+    opt = build_optimizer(net, TrainConfig(optimizer="sgd", lr=0.1))
+    x = torch.rand(batch, 3, 32, 32, device=dev)  # a static batch; each method encodes it itself
+    y = torch.randint(0, 10, (batch,), device=dev)
+
+    def step():
+        if method == "bptt":
+            z = net(x.unsqueeze(0).repeat(T, 1, 1, 1, 1))  # direct encoding, as the trainer does
+            loss = F.cross_entropy(z.mean(0), y)
+        else:
+            out = rate_step(net, x, T)
+            loss = F.cross_entropy(out.logits, y) / T  # the reference's 1/T gradient scale
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_now()
+    step()  # warm-up: allocator, kernels, optimizer state
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    seconds = min(times)  # the best step: the least disturbed by other load on a shared machine
+    if dev.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(), "cuda_max_memory_allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
+    return {"method": method, "model": model, "timesteps": T, "batch": batch, "device": device,
+            "seconds_per_step": seconds, "seconds_per_step_mean": sum(times) / steps, "images_per_s": batch / seconds,
+            "peak_memory_bytes": int(peak), "step_peak_bytes": int(peak - base), "memory_kind": kind}
+
+
+def summarise(rows: list[dict], timesteps: list[int]) -> dict:
+    """Per device and method: peak(T_max) / peak(T_min), for both memory figures; and the check."""
+    out: dict = {}
+    lo, hi = min(timesteps), max(timesteps)
+    for r in rows:
+        out.setdefault(r["device"], {}).setdefault(r["method"], {})[r["timesteps"]] = r
+    summary: dict = {}
+    for device, by_method in out.items():
+        for method, by_T in by_method.items():
+            if lo in by_T and hi in by_T and "error" not in by_T[lo] and "error" not in by_T[hi]:
+                key = f"{device}/{method}"
+                summary[key] = {
+                    f"peak_ratio_T{hi}_T{lo}": by_T[hi]["peak_memory_bytes"] / by_T[lo]["peak_memory_bytes"],
+                    f"step_peak_ratio_T{hi}_T{lo}": by_T[hi]["step_peak_bytes"] / max(by_T[lo]["step_peak_bytes"], 1),
+                }
+                if method == "rate":
+                    summary[key]["within_limit"] = summary[key][f"peak_ratio_T{hi}_T{lo}"] <= LIMIT
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="snn_resnet18")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step; the fastest is reported")
+    ap.add_argument("--timesteps", type=int, nargs="+", default=[2, 4, 6, 8])
+    ap.add_argument("--device", nargs="+", default=None, help="cpu and/or cuda (default: cpu, and cuda if available)")
+    ap.add_argument("--one", nargs=5, metavar=("METHOD", "MODEL", "T", "BATCH", "DEVICE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        method, model, T, batch, device = args.one
+        print(json.dumps(one(method, model, int(T), int(batch), args.steps, device)))
+        return 0
+
+    import torch
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    rows = []
+    for device in devices:
+        for method in METHODS:
+            for T in args.timesteps:
+                cmd = [sys.executable, __file__, "--steps", str(args.steps),
+                       "--one", method, args.model, str(T), str(args.batch), device]  # fmt: skip
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    err = (res.stderr.strip().splitlines() or ["?"])[-1]
+                    rows.append({"method": method, "model": args.model, "timesteps": T, "batch": args.batch,
+                                 "device": device, "error": err})  # fmt: skip
+                else:
+                    rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                _print_row(rows[-1])
+    summary = summarise(rows, args.timesteps)
+    for key, s in summary.items():
+        print(f"{key:<12} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()))
+    out = {"benchmark": "memory_vs_T", "machine": machine(),
+           "setup": f"{args.model}, 32x32, 10 classes, batch {args.batch}, SGD, CE; rate: backward on loss/T",
+           "limit": f"rate backprop peak(T={max(args.timesteps)}) <= {LIMIT} x peak(T={min(args.timesteps)})",
+           "results": rows, "summary": summary}  # fmt: skip
+    write_result("memory_vs_T.json", out)
+    return 0
+
+
+def _print_row(r: dict) -> None:
+    if not getattr(_print_row, "header", False):
+        print(f"{'device':<6} {'method':<6} {'T':>2} {'batch':>5} {'images/s':>9} {'s/step':>7} {'peak MiB':>9} {'step MiB':>9}")
+        _print_row.header = True
+    if "error" in r:
+        print(f"{r['device']:<6} {r['method']:<6} {r['timesteps']:>2} {r['batch']:>5}  error: {r['error']}")
+        return
+    print(f"{r['device']:<6} {r['method']:<6} {r['timesteps']:>2} {r['batch']:>5} {r['images_per_s']:>9.1f} "
+          f"{r['seconds_per_step']:>7.2f} {r['peak_memory_bytes'] / 2**20:>9.0f} {r['step_peak_bytes'] / 2**20:>9.0f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
