@@ -17,6 +17,8 @@ result is the step-by-step integer run's, bit for bit (tests/test_fxp_engine.py,
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import torch
 import torch.nn.functional as F
 
@@ -70,46 +72,78 @@ def _trunc_decay_(x: torch.Tensor, d: int) -> torch.Tensor:
     return x
 
 
-def synaptic_input(graph: DeployGraph, pop, spikes: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
-                   steps: int, batch: int, input_spikes: torch.Tensor | None) -> torch.Tensor | None:
-    """Every step's synaptic input of `pop`, `(steps, B, *shape)` float64 of exact integers, or None.
+@contextmanager
+def _no_tf32():
+    """CUDA may compute float32 convolutions and matmuls in TF32 (10-bit mantissa): not exact."""
+    mm, cd = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = mm, cd
 
-    Time-batched: each synapse layer convolves all the steps of its source at once (the source
-    population was computed before, the graph being a DAG in topological order). Input sent at
-    step t arrives at step t + 1 + delay; a conv layer's accumulation wraps to 24 bits.
-    """
-    total = None
-    for syn in graph.incoming(pop.name):
-        if syn.host and input_spikes is None:
-            continue  # our bundles' encoding layer: the host computes it (enc_bias)
-        lag = 1 + syn.delay
-        if lag >= steps:
-            continue
-        src = (input_spikes if syn.source == INPUT else spikes[syn.source])[: steps - lag]
-        active = src.reshape(src.shape[0], -1).any(1).nonzero()
-        if active.numel() == 0:
-            continue  # a silent source sends nothing (deep layers before their window)
-        t0, t1 = int(active[0]), int(active[-1]) + 1
-        x = src[t0:t1].reshape((t1 - t0) * batch, *syn.in_shape)
-        acc = synapse_int(syn, x, weights[syn.name]).reshape(t1 - t0, batch, *syn.out_shape)
-        if total is None:
-            total = torch.zeros(steps, batch, *pop.shape, dtype=torch.float64)
-        total[lag + t0: lag + t1] += acc
-    return total
+
+def acc_bound(w_int) -> int:
+    """The largest |accumulation| one step of binary input can give a neuron of this layer."""
+    import numpy as np
+
+    w = np.abs(np.asarray(w_int, dtype=np.int64))
+    return int(w.reshape(w.shape[0], -1).sum(1).max(initial=0))
 
 
 def synapse_int(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Integer accumulation of one synapse layer over binary spikes `s (N, *in_shape)`, as float64.
+    """Integer accumulation of one synapse layer over binary spikes `s (N, *in_shape)`.
 
-    `w` is float32 or float64 as `exact_dtype` chose: either way the sums are exact integers.
+    `w` is float32 or float64 as `exact_dtype` chose: either way the sums are exact integers, in
+    `w`'s dtype; a conv accumulation that can pass 24 bits is wrapped (then float64).
     """
-    if syn.kind == "dense":
-        return (s.reshape(s.shape[0], -1).to(w.dtype) @ w.T).reshape(s.shape[0], *syn.out_shape).double()
-    acc = F.conv2d(s.to(w.dtype), w, stride=syn.stride, padding=syn.padding, groups=syn.groups).double()
-    lo, hi = torch.aminmax(acc)
-    if float(lo) < -UV_MAX or float(hi) >= UV_MAX:
-        acc = wrap24(acc.round().long()).double()
+    with _no_tf32() if w.is_cuda else nullcontext():
+        if syn.kind == "dense":
+            return (s.reshape(s.shape[0], -1).to(w.dtype) @ w.T).reshape(s.shape[0], *syn.out_shape)
+        acc = F.conv2d(s.to(w.dtype), w, stride=syn.stride, padding=syn.padding, groups=syn.groups)
+    if acc_bound(syn.weight_int) >= UV_MAX:
+        lo, hi = torch.aminmax(acc)
+        if float(lo) < -UV_MAX or float(hi) >= UV_MAX:
+            acc = wrap24(acc.double().round().long()).double()
     return acc
+
+
+def synaptic_input(graph: DeployGraph, pop, span: tuple[int, int], spikes: dict, weights: dict, batch: int,
+                   input_spikes: torch.Tensor | None) -> torch.Tensor | None:
+    """The synaptic input of `pop` at steps `span = [first, last)`, `(last - first, B, *shape)`, or None.
+
+    Exact integers in float32 when every incoming accumulation together stays below 2^23 (no wrap,
+    exact sums), else float64. Time-batched: each synapse layer convolves all the needed steps of
+    its source at once (the source population was computed before: the graph is a DAG in
+    topological order). Spikes sent at step t arrive at step t + 1 + delay. `spikes[name]` is
+    `(offset, tensor)`: the source's spikes at steps offset, offset + 1, ...
+    """
+    first, last = span
+    incoming = [s for s in graph.incoming(pop.name) if not (s.host and input_spikes is None)]
+    if not incoming:
+        return None
+    exact32 = all(weights[s.name].dtype == torch.float32 for s in incoming) and \
+        sum(acc_bound(s.weight_int) for s in incoming) < UV_MAX
+    total = None
+    for syn in incoming:
+        lag = 1 + syn.delay
+        off, src = (0, input_spikes) if syn.source == INPUT else spikes[syn.source]
+        # source steps that arrive inside the span: [first - lag, last - lag), as stored
+        lo, hi = max(first - lag, off), min(last - lag, off + src.shape[0])
+        if lo >= hi:
+            continue
+        part = src[lo - off: hi - off]
+        active = part.reshape(part.shape[0], -1).any(1).nonzero()
+        if active.numel() == 0:
+            continue  # a silent source sends nothing
+        t0, t1 = lo + int(active[0]), lo + int(active[-1]) + 1
+        x = src[t0 - off: t1 - off].reshape((t1 - t0) * batch, *syn.in_shape)
+        acc = synapse_int(syn, x, weights[syn.name]).reshape(t1 - t0, batch, *syn.out_shape)
+        if total is None:
+            dt = torch.float32 if exact32 else torch.float64
+            total = torch.zeros(last - first, batch, *pop.shape, dtype=dt, device=acc.device)
+        total[t0 + lag - first: t1 + lag - first] += acc
+    return total
 
 
 def windows_suffice(graph: DeployGraph) -> bool:
@@ -126,72 +160,80 @@ def windows_suffice(graph: DeployGraph) -> bool:
 def run_populations(graph: DeployGraph, steps: int, batch: int, *, bias: dict[str, torch.Tensor],
                     staggered_reset: bool, input_spikes: torch.Tensor | None = None, window: int | None = None) -> dict:
     """The engine of `run_fxp` and `fxp_spikes.run_fxp_spike_input`: one population after another,
-    each over every step, bit-exact with Lava's step-by-step execution.
+    each over all its steps, bit-exact with Lava's step-by-step execution.
 
     `bias[pop]`: bias mantissas `(B or 1, *shape)`; `staggered_reset`: population at depth d is
     reset (u = v = 0) at step d + 1 before its update (netx reset_interval), else never.
     `window`: with the staggered reset and `windows_suffice`, run population d only in its steps
-    `[d, d + window)` (its reset makes the first of them start from rest): the same spikes there,
-    zeros elsewhere (pipeline fill not computed).
-    Returns `spikes[pop] (steps, B, *shape)` bool for every population (the readout's too),
-    `v_readout_steps (steps, B, *shape)` int64, `v_readout` its last value, and `steps`.
+    `[d, d + window)` (its reset makes the first of them start from rest).
+    Returns `spikes[pop]` bool for every population (the readout's too) and `v_readout_steps`
+    int64: `(steps, B, *shape)`, or with `window` `(window, B, *shape)` each population's own
+    window; `v_readout` (the last value) and `steps`.
     """
     if window is not None and not (staggered_reset and windows_suffice(graph)):
         raise ValueError("window needs the staggered reset and path-matched delays (windows_suffice)")
     chip = [s for s in graph.synapses if not (s.host and input_spikes is None)]
-    weights = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int)) for s in chip}
-    spikes: dict[str, torch.Tensor] = {}
+    dev = next(iter(bias.values())).device if input_spikes is None else input_spikes.device
+    weights = {s.name: torch.as_tensor(s.weight_int, dtype=exact_dtype(s.weight_int), device=dev) for s in chip}
+    spikes: dict[str, tuple[int, torch.Tensor]] = {}
     v_steps = None
     for p in graph.populations:
-        a = synaptic_input(graph, p, spikes, weights, steps, batch, input_spikes)
-        a_max = float(a.abs().max()) if a is not None else 0.0
+        first, last = (p.depth, min(p.depth + window, steps)) if window is not None else (0, steps)
+        n = last - first
+        a = synaptic_input(graph, p, (first, last), spikes, weights, batch, input_spikes)
+        if a is not None:
+            lo, hi = torch.aminmax(a)
+            a_max = max(-float(lo), float(hi))
+        else:
+            a_max = 0.0
         dt = state_dtype(p.i_decay, p.v_decay, a_max)
-        b = (bias[p.name].to(dt) * 64).expand(batch, *p.shape)
+        b = (bias[p.name].to(dev, dt) * 64).expand(batch, *p.shape)
         # static bounds: wrapping and clamping are skipped where they cannot happen
         b_max = float(bias[p.name].abs().max()) * 64 if bias[p.name].numel() else 0.0
         # |u| <= a_max * 64 * 4096 / i_decay (a geometric sum) until it wraps
         u_raw = a_max * 64 * 4096 / p.i_decay if p.i_decay else (float("inf") if a_max else 0.0)
         wrap = u_raw >= UV_MAX
         clamp = p.v_decay == 0 or (min(u_raw, UV_MAX) + b_max) * 4096 / p.v_decay >= UV_MAX - 1
-        # current entering v each step when the current has no memory (i_decay 4096): a << 6 plus bias
+        if a is not None:
+            a = a.to(dt).mul_(64)  # a << 6 (in place when already of dtype dt)
+        # the current entering v each step when the current has no memory (i_decay 4096): a << 6 plus bias
         if p.i_decay == 4096:
-            c = b.unsqueeze(0).expand(steps, *b.shape) if a is None else (a * 64).to(dt)
-            if a is not None:
-                if wrap:
-                    c = wrap_u(c)
+            if a is None:
+                c = b.unsqueeze(0).expand(n, *b.shape)
+            else:
+                c = wrap_u(a) if wrap else a
                 c += b
-        u = torch.zeros(batch, *p.shape, dtype=dt)
-        v = torch.zeros(batch, *p.shape, dtype=dt)
+        u = torch.zeros(batch, *p.shape, dtype=dt, device=dev)
+        v = torch.zeros(batch, *p.shape, dtype=dt, device=dev)
         th = float(p.v_th_mant << 6)
-        first, last = (p.depth, min(p.depth + window, steps)) if window is not None else (0, steps)
-        alloc = torch.zeros if window is not None else torch.empty
-        s_out = alloc(steps, batch, *p.shape, dtype=torch.bool)
+        s_out = torch.empty(n, batch, *p.shape, dtype=torch.bool, device=dev)
         readout = p is graph.readout
         if readout:
-            v_steps = alloc(steps, batch, *p.shape, dtype=torch.long)
+            v_steps = torch.empty(n, batch, *p.shape, dtype=torch.long, device=dev)
         reset_at = p.depth if staggered_reset else -1
-        for t in range(first, last):
+        for i, t in enumerate(range(first, last)):
             if t == reset_at:
                 u.zero_()
                 v.zero_()
             if p.i_decay == 4096:
-                ct = c[t]
+                ct = c[i]
             else:
                 _trunc_decay_(u, p.i_decay)
                 if a is not None:
-                    u += (a[t] * 64).to(dt)
+                    u += a[i]
                     if wrap:
                         u = wrap_u(u)
                 ct = u + b
             _trunc_decay_(v, p.v_decay).add_(ct)
             if clamp:
                 v.clamp_(-(UV_MAX - 1), UV_MAX - 1)
-            s = torch.gt(v, th, out=s_out[t])
+            s = torch.gt(v, th, out=s_out[i])
             v.masked_fill_(s, 0)
             if readout:
-                v_steps[t] = v
-        spikes[p.name] = s_out
-    return {"spikes": spikes, "v_readout_steps": v_steps, "v_readout": v_steps[-1], "steps": steps}
+                v_steps[i] = v
+        spikes[p.name] = (first, s_out)
+    return {"spikes": {k: x for k, (_, x) in spikes.items()}, "v_readout_steps": v_steps, "v_readout": v_steps[-1],
+            "steps": steps}
 
 
 @torch.no_grad()
@@ -200,8 +242,9 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     """Run the quantized graph for `timesteps + latency` steps.
 
     `windows_only`: compute each population in its own T-step window only (where
-    `windows_suffice`; else every step): the same readout and window spikes, faster for deep
-    graphs; the pipeline-fill steps are left at zero.
+    `windows_suffice`; else every step, and `windows_only` is False in the result): the same
+    readout and window spikes, faster for deep graphs; `spikes[pop]` is then `(T, B, *shape)`,
+    the population's window, and `v_readout_steps` the readout's window.
 
     Shape:
         enc_bias: `(B, *encoding_population.shape)` int bias mantissas (the host's encoding output).
@@ -211,7 +254,9 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     B = enc_bias.shape[0]
     steps = timesteps + graph.latency_steps
     enc_pop = graph.encoding[0].target
-    bias = {p.name: torch.as_tensor(enc_bias if p.name == enc_pop else p.bias_mant) for p in graph.populations}
+    # everything runs where enc_bias lives (CPU or CUDA)
+    bias = {p.name: torch.as_tensor(enc_bias if p.name == enc_pop else p.bias_mant, device=enc_bias.device)
+            for p in graph.populations}
     window = timesteps if windows_only and windows_suffice(graph) else None
     res = run_populations(graph, steps, B, bias=bias, staggered_reset=True, window=window)
     res["windows_only"] = window is not None

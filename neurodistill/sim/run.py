@@ -114,8 +114,9 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
                    if backend == "fxp" else _lava_spikes(bundle, graph, bias, steps, lava_python))
             pred, spikes, pipelined = run["v_readout"].argmax(-1), run["spikes"], True
         correct += int((pred == yb).sum())
-        parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined,
-                           pipeline_known=pipelined and not run.get("windows_only", False)))
+        windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window
+        parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined and not windowed,
+                           pipeline_known=pipelined and not windowed))
         if save_spikes:
             recorded.append((spikes, run.get("v_readout_steps")))
     counts = merge_counts(parts)
