@@ -23,7 +23,7 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--model", "model", str, "registered model; 'neurodistill models' lists them [snn_digits]"),
     ("--dataset", "dataset", str, "digits | synthetic | cifar10 | cifar100 | imagenet | cifar10-dvs | dvs-gesture [digits]"),
     ("--data-dir", "data_dir", click.Path(file_okay=False), "directory holding the dataset (never downloaded)"),
-    ("--method", "method", str, "none | tet | kd | tser [none]"),
+    ("--method", "method", str, "none | tet | kd | tser | tssd [none]"),
     ("--teacher", "teacher", click.Path(dir_okay=False), "ANN teacher checkpoint (kd, tser)"),
     ("--timesteps", "timesteps", int, "time steps T for spiking models [4]"),
     ("--epochs", "epochs", int, "epochs [30]"),
@@ -58,6 +58,19 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--entropy-on-softened/--no-entropy-on-softened", "loss.entropy_on_softened", bool, "tser: entropy of softmax_tau [on]"),
     ("--separate-ce/--no-separate-ce", "loss.separate_ce", bool, "tser: CE on each step's output [on]"),
     ("--separate-kl/--no-separate-kl", "loss.separate_kl", bool, "tser: KL on each step's output [on]"),
+    ("--tssd-alpha", "tssd.alpha", float, "tssd: weight of the temporal KL (T_t-step teacher -> T-step output) [1.0]"),
+    ("--tssd-beta", "tssd.beta", float, "tssd: weight of the spatial KL (final output -> weak classifier) [0.3]"),
+    ("--tssd-temperature", "tssd.temperature", float, "tssd: softmax temperature tau of both KLs [3.0]"),
+    ("--teacher-timesteps", "tssd.teacher_timesteps", int, "tssd: steps T_t of the temporal teacher, > T [0 = 2T]"),
+    ("--weak-attach", "tssd.attach", str, "tssd: weak classifier input: auto, stageN or a module path such as body.7 "
+     "[auto = stage3; with fewer stages the next-to-last]"),
+    ("--weak-head", "tssd.weak_head", click.Choice(["linear", "conv"]),
+     "tssd: weak classifier: linear = avg pool + linear; conv = conv3x3-BN-ReLU, avg pool, linear [linear]"),
+    ("--tssd-ce-teacher/--no-tssd-ce-teacher", "tssd.ce_teacher", bool, "tssd: CE of the T_t-step output in the loss [on]"),
+    ("--tssd-ce-weak/--no-tssd-ce-weak", "tssd.ce_weak", bool, "tssd: CE of the weak classifier in the loss [on]"),
+    ("--tssd-kl-tau-squared/--no-tssd-kl-tau-squared", "tssd.kl_tau_squared", bool, "tssd: scale both KLs by tau^2 [on]"),
+    ("--teacher-bn-stats/--no-teacher-bn-stats", "tssd.teacher_bn_stats", bool,
+     "tssd: the T_t pass also updates BatchNorm running statistics [off]"),
     ("--augment/--no-augment", "data.augment", bool, "random crop + flip on the train split [on]"),
     ("--autoaugment/--no-autoaugment", "data.autoaugment", bool, "CIFAR AutoAugment policy [off]"),
     ("--cutout", "data.cutout", int, "Cutout side in pixels, 0 = off [0]"),
@@ -249,10 +262,14 @@ def inspect(bundle_dir: str) -> None:
               help=".net file: .npz/.npy with 'spikes' (N, steps, *shape) or 'bias' (N, *shape), optional 'labels'")
 @click.option("--steps", type=int, default=None, help=".net file with bias input: steps per sample")
 @click.option("--save-spikes", is_flag=True, help="also write every layer's spikes to spikes.h5 (NIR's data format)")
+@click.option("--all-steps", is_flag=True,
+              help="fxp: run every chip step (T + latency) and count pipeline-fill spikes; default: each layer's own "
+                   "T-step window (same accuracy and counts, faster)")
 @click.option("--lava-python", type=click.Path(dir_okay=False), default=None, help="Lava interpreter [.venv-lava]")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for simulation.json")
 def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
-             inputs: str | None, steps: int | None, save_spikes: bool, lava_python: str | None, out: str) -> None:
+             inputs: str | None, steps: int | None, save_spikes: bool, all_steps: bool, lava_python: str | None,
+             out: str) -> None:
     """Replay a Loihi 2 bundle on test data, or a lava-dl .net file on given inputs: accuracy, spikes,
     synaptic events, ACs and MACs per layer."""
     src = Path(source)
@@ -275,7 +292,8 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
     if inputs is not None or steps is not None:
         raise ConfigError("--inputs and --steps are for .net files; a bundle is run on its dataset's test split")
     sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
-                  encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes)
+                  encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes,
+                  all_steps=all_steps)
     click.echo(f"{backend}: accuracy {sim['accuracy']:.4f} on {sim['samples']} test samples; firing rate "
                f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
                f"synaptic events; simulation.json in {out}")

@@ -1,7 +1,7 @@
 """Training configuration: dataclasses with defaults, loaded from YAML/TOML, overridden by flags.
 
 A config file mirrors the dataclasses: top-level keys of `TrainConfig`, with the nested
-sections `neuron:`, `loss:` and `data:`. Unknown keys and wrong types are `ConfigError`s
+sections `neuron:`, `loss:`, `tssd:` and `data:`. Unknown keys and wrong types are `ConfigError`s
 that name the file, the key, the value and what is allowed.
 """
 
@@ -18,6 +18,7 @@ import yaml
 
 from .data import DataOptions
 from .distill.losses import LossConfig
+from .distill.tssd import TssdConfig
 from .errors import ConfigError
 from .models.neurons import NeuronConfig
 
@@ -27,7 +28,7 @@ class TrainConfig:
     model: str = "snn_digits"
     dataset: str = "digits"
     data_dir: str | None = None
-    method: str = "none"  # none | tet | kd | tser (kd and tser need --teacher)
+    method: str = "none"  # none | tet | kd | tser | tssd (kd and tser need --teacher)
     teacher: str | None = None  # path of an ANN teacher checkpoint
     timesteps: int = 4  # T; ignored for ANN models; event data uses its own frame count
     epochs: int = 30
@@ -47,6 +48,7 @@ class TrainConfig:
     tensorboard: bool = False
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    tssd: TssdConfig = field(default_factory=TssdConfig)  # settings of --method tssd
     data: DataOptions = field(default_factory=DataOptions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +167,9 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} is not allowed; it must be >= 1")
     if cfg.lr <= 0:
         raise ConfigError(f"{where}: lr = {cfg.lr} is not allowed; it must be > 0")
+    if cfg.method == "tssd" and cfg.tssd.teacher_timesteps and cfg.tssd.teacher_timesteps <= cfg.timesteps:
+        raise ConfigError(f"{where}: tssd.teacher_timesteps = {cfg.tssd.teacher_timesteps} is not allowed with "
+                          f"timesteps = {cfg.timesteps}; the temporal teacher needs more steps (0 = 2 x timesteps)")
     return cfg
 
 

@@ -3,6 +3,11 @@
 One function, `train(cfg)`, does everything; the CLI only parses options and calls it. Every
 epoch ends with an evaluation and an atomic `last.pt`, so a run killed at any moment resumes
 from its last finished epoch and ends with the same weights as an uninterrupted run.
+
+What a batch's loss is belongs to the method: `distill.build_step` gives a `MethodStep`
+(`step(model, x, y) -> (parts, z)`), which may own auxiliary trainable modules (tssd's weak
+classifier). The loop trains the model and those modules together and checkpoints them apart
+(`state_dict` and `method`), so export still builds the plain model.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import math
 import random
 import resource
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..config import TrainConfig
 from ..data import DatasetInfo, load_dataset
-from ..distill import get_method
+from ..distill import Trainee, build_step, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
 from ..models import create_model, get_spec, select_backend
 from . import distributed
@@ -142,12 +146,16 @@ class Inputs:
         self.timesteps = info.frames if self.event else (timesteps if spiking else 1)
         self.spiking = spiking
 
-    def student(self, x: torch.Tensor) -> torch.Tensor:
+    def student(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
+        """The network input, at `timesteps` steps (default: T). Event frames are held for
+        `timesteps / frames` steps each when more steps are asked for (a whole multiple)."""
         if not self.spiking:
             return x.mean(1) if self.event else x
+        T = timesteps or self.timesteps
         if self.event:
-            return x.transpose(0, 1).contiguous()
-        return x.unsqueeze(0).repeat(self.timesteps, *([1] * x.dim()))
+            frames = x.transpose(0, 1)
+            return (frames if T == self.timesteps else frames.repeat_interleave(T // self.timesteps, 0)).contiguous()
+        return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
 
     def teacher(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(1) if self.event else x
@@ -223,11 +231,11 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train `cfg.model` on `cfg.dataset` with `cfg.method`; write the run directory; return the summary."""
-    loss_fn, needs_teacher = get_method(cfg.method)
+    with_teacher = needs_teacher(cfg.method)
     spec = get_spec(cfg.model)
-    if needs_teacher and not cfg.teacher:
+    if with_teacher and not cfg.teacher:
         raise MethodError(f"method {cfg.method!r} needs --teacher CKPT (an ANN trained with 'neurodistill train --model ann_...')")
-    if cfg.teacher and not needs_teacher:
+    if cfg.teacher and not with_teacher:
         raise MethodError(f"--teacher is given but method {cfg.method!r} does not use a teacher; use kd or tser")
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
@@ -240,12 +248,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
             prepare_out_dir(out, resume, overwrite)
             atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(_yaml(cfg.to_dict())))
         distributed.barrier(d)
-        return _train(cfg, spec, loss_fn, out, device, d, resume, progress)
+        return _train(cfg, spec, out, device, d, resume, progress)
     finally:
         distributed.teardown(d)
 
 
-def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dict[str, Any]:
     seed_everything(cfg.seed)
     select_backend(cfg.backend)
     train_ds, test_ds, info = load_dataset(cfg.dataset, cfg.data_dir, cfg.data)
@@ -256,12 +264,16 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
     if info.frames and spec.spiking and cfg.timesteps != info.frames:
         log.info("event data: using its %d frames per sample as the time steps (timesteps=%d ignored)", info.frames, cfg.timesteps)
 
+    step = build_step(cfg, model, inputs, tuple(info.input_shape), info.num_classes, teacher)
+
     batches = math.ceil(len(train_ds) / (cfg.batch_size * d.world))
     if cfg.limit_train_batches:
         batches = min(batches, cfg.limit_train_batches)
-    optimizer = build_optimizer(model, cfg)
+    trainee = Trainee(model, step)  # the model and the method's auxiliary modules, trained together
+    optimizer = build_optimizer(trainee, cfg)
     scheduler = build_scheduler(optimizer, cfg, batches * cfg.epochs)
     use_amp = cfg.amp and device.type == "cuda"
+    step.use_amp = use_amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, history, best, train_seconds = 0, [], {"acc": -1.0, "epoch": 0}, 0.0
@@ -270,6 +282,7 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
         if ckpt["model"]["name"] != cfg.model:
             raise CheckpointError(f"--resume: {str(out / 'last.pt')!r} holds {ckpt['model']['name']!r}, not {cfg.model!r}")
         model.load_state_dict(ckpt["state_dict"])
+        step.load_checkpoint_entry(ckpt.get("method"), f"--resume: {str(out / 'last.pt')!r}")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -278,9 +291,9 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
         train_seconds = ckpt["train_seconds"]
         log.info("resuming %s at epoch %d of %d", out / "last.pt", start_epoch + 1, cfg.epochs)
 
-    net: nn.Module = model
+    net: nn.Module = trainee  # net(x, y): the method's step; net(x): the plain model (evaluation)
     if d.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
     test_loader = _loader(test_ds, cfg, d, train=False)
     writer = _tensorboard(out) if cfg.tensorboard and d.main else None
     if device.type == "cuda":
@@ -290,21 +303,15 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
-        sums = torch.zeros(len(LOSS_PARTS) + 2, dtype=torch.float64)  # parts..., correct, n
+        parts_sum: dict[str, float] = {}  # loss parts x samples; the method decides which parts beyond LOSS_PARTS
+        correct = seen = 0
         loader = _loader(train_ds, cfg, d, train=True, epoch=epoch)
         bar = _progress(loader, batches, f"epoch {epoch + 1}/{cfg.epochs}", progress and d.main)
         for i, (x, y) in enumerate(bar):
             if cfg.limit_train_batches and i >= cfg.limit_train_batches:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            z_tea = None
-            if teacher is not None:
-                with torch.no_grad():
-                    z_tea = teacher(inputs.teacher(x)).float()
-            with torch.autocast("cuda", enabled=use_amp) if use_amp else nullcontext():
-                z = net(inputs.student(x))
-            z = (z if spec.spiking else z.unsqueeze(0)).float()
-            parts = loss_fn(z, y, cfg.loss, z_tea)
+            parts, z = net(x, y)
             if parts["loss"].item() < 0 and not warned_negative:
                 log.warning("total loss is negative (%.4f): the entropy weight lam=%g is too large (TSER says avoid this)",
                             parts["loss"].item(), cfg.loss.lam)
@@ -315,17 +322,20 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
             scaler.update()
             scheduler.step()
             with torch.no_grad():
-                sums[: len(LOSS_PARTS)] += torch.tensor([parts[k].item() * len(y) for k in LOSS_PARTS], dtype=torch.float64)
-                sums[-2] += (z.mean(0).argmax(-1) == y).sum().item()
-                sums[-1] += len(y)
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + v.item() * len(y)
+                correct += (z.mean(0).argmax(-1) == y).sum().item()
+                seen += len(y)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{parts['loss'].item():.3f}")
+        names = [*LOSS_PARTS, *sorted(set(parts_sum) - set(LOSS_PARTS))]
+        sums = torch.tensor([parts_sum.get(k, 0.0) for k in names] + [correct, seen], dtype=torch.float64)
         sums = distributed.reduce_sum(d, sums)
         test = evaluate(net, test_loader, inputs, device, d)
         train_seconds += time.perf_counter() - t0
         n = max(sums[-1].item(), 1.0)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        row |= {f"train_{k}": sums[j].item() / n for j, k in enumerate(LOSS_PARTS)}
+        row |= {f"train_{k}": sums[j].item() / n for j, k in enumerate(names)}
         row |= {"train_acc": sums[-2].item() / n, "test_loss": test["loss"], "test_acc": test["acc"]}
         row |= {f"test_acc_t{p['t']}": p["alone"] for p in test["per_timestep"]}
         row["seconds"] = train_seconds
@@ -337,7 +347,8 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
                  row["train_loss"], row["train_acc"], test["acc"], train_seconds)
         if d.main:
             payload = {
-                "model": meta, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model": meta, "state_dict": model.state_dict(), "method": step.checkpoint_entry(cfg.method),
+                "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                 "epoch": epoch + 1, "history": history, "best": best, "train_seconds": train_seconds,
                 "test": test, "config": cfg.to_dict(),
@@ -364,11 +375,12 @@ def _train(cfg, spec, loss_fn, out: Path, device, d, resume: bool, progress: boo
         "test_acc": final["acc"], "test_acc_per_timestep": final["per_timestep"],
         "best_test_acc": best["acc"], "best_epoch": best["epoch"],
         "train_seconds": train_seconds, "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
-        "device": str(device), "world_size": d.world, "teacher": cfg.teacher,
+        "device": str(device), "world_size": d.world, "teacher": cfg.teacher, "method_info": step.info(),
         "checkpoint": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
     }
     if d.main:
         write_json(out / "summary.json", summary)
+    step.close()
     return summary
 
 

@@ -1,0 +1,132 @@
+"""The seam between the trainer and the methods: a method's training step.
+
+The trainer owns data, optimiser, schedule, checkpoints and evaluation. A `MethodStep` owns
+what happens between a batch and its loss: which passes of the network run, on which input,
+and which pure loss function combines their logits. It is an `nn.Module` so that a method's
+auxiliary trainable parts (tssd's weak classifier, esd's branches) are its submodules: the
+trainer hands them to the optimiser, wraps them with the model for DDP, and saves them in
+the checkpoint under `method`, apart from the model's `state_dict`. The deployed model is
+never changed: export rebuilds the plain model from `state_dict` alone.
+
+Shape:
+    `forward(model, x, y)`: `x` the batch as the loader gives it (static `(B, C, H, W)`,
+    events `(B, T, C, H, W)`), `y` labels `(B,)`; returns `StepOutput(parts, z)` with the
+    loss parts of `losses.py` and the student logits `z (T, B, K)` (`(1, B, K)` for an ANN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+Tensor = torch.Tensor
+
+
+class StepOutput(NamedTuple):
+    parts: dict[str, Tensor]  # loss, task, distill, reg, ce, kl, entropy (+ method-specific extras)
+    z: Tensor  # student logits (T, B, K), float: the train accuracy scores z.mean(0)
+
+
+class MethodStep(nn.Module):
+    """Base of every method's training step.
+
+    `inputs` encodes a batch for the network (`inputs.student(x, timesteps=None)`,
+    `inputs.teacher(x)`, `inputs.spiking`, `inputs.timesteps`; see `train.loop.Inputs`).
+    Subclasses implement `forward`; trainable auxiliaries are registered submodules.
+    """
+
+    def __init__(self, inputs: Any) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.use_amp = False  # set by the trainer: mixed precision for the network passes (CUDA)
+
+    def autocast(self):
+        return torch.autocast("cuda") if self.use_amp else nullcontext()
+
+    def run(self, module: nn.Module, x: Tensor) -> Tensor:
+        """One pass of a network (the model or an auxiliary head) under the trainer's autocast, as float."""
+        with self.autocast():
+            out = module(x)
+        return out.float()
+
+    def student_logits(self, model: nn.Module, x: Tensor, timesteps: int | None = None) -> Tensor:
+        """The model on the encoded batch: `(T, B, K)` (an ANN's `(B, K)` gets a time axis of 1)."""
+        z = self.run(model, self.inputs.student(x, timesteps))
+        return z if self.inputs.spiking else z.unsqueeze(0)
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def has_state(self) -> bool:
+        return bool(self.state_dict())
+
+    def checkpoint_entry(self, name: str) -> dict[str, Any]:
+        """What the checkpoint stores under `method`: plain tensors and Python only."""
+        return {"name": name, "state_dict": self.state_dict(), "info": self.info()}
+
+    def load_checkpoint_entry(self, entry: dict[str, Any] | None, where: str) -> None:
+        """Restore the auxiliary modules from a checkpoint's `method` entry (nothing to do without any)."""
+        if not self.has_state():
+            return
+        if not entry or "state_dict" not in entry:
+            raise CheckpointError(f"{where} has no 'method' entry with the auxiliary modules this method trains; "
+                                  "it was written by another method or an older neurodistill")
+        try:
+            self.load_state_dict(entry["state_dict"])
+        except RuntimeError as e:
+            first = str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()[:200]
+            raise CheckpointError(f"{where}: its 'method' modules do not fit this method's settings ({first})") from None
+
+    def info(self) -> dict[str, Any]:
+        """Resolved settings worth recording (e.g. where an auxiliary head is attached)."""
+        return {}
+
+    def close(self) -> None:
+        """Undo what the step did to the model (hooks); the trainer calls it when training ends."""
+
+
+class LogitStep(MethodStep):
+    """none, tet, kd, tser: one student pass, an optional frozen ANN teacher, a pure loss over logits."""
+
+    def __init__(self, loss_fn: Callable, loss_cfg: Any, inputs: Any, teacher: nn.Module | None = None) -> None:
+        super().__init__(inputs)
+        self.loss_fn = loss_fn
+        self.loss_cfg = loss_cfg
+        # Not a submodule: the teacher is frozen, so it is neither trained, nor wrapped by DDP,
+        # nor saved with the student's checkpoint.
+        self.__dict__["teacher"] = teacher
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        z_tea = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                z_tea = self.teacher(self.inputs.teacher(x)).float()
+        z = self.student_logits(model, x)
+        return StepOutput(self.loss_fn(z, y, self.loss_cfg, z_tea), z)
+
+
+class Trainee(nn.Module):
+    """The model and its method step as one module.
+
+    Training calls `trainee(x, y)` (the method's step); evaluation calls `trainee(x_encoded)`
+    (the plain model). One module means DDP sees one forward per backward, averages the
+    auxiliary modules' gradients too, and broadcasts rank 0's BatchNorm buffers before
+    evaluation as well as before training.
+    """
+
+    def __init__(self, model: nn.Module, step: MethodStep) -> None:
+        super().__init__()
+        self.model = model
+        self.step = step
+
+    def forward(self, x: Tensor, y: Tensor | None = None):
+        if y is None:
+            return self.model(x)
+        return self.step(self.model, x, y)
