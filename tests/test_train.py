@@ -43,16 +43,13 @@ def test_step_correct_by_hand():
 
 @pytest.mark.slow
 def test_demo_teacher_and_tser_student_reach_the_bar(tmp_path):
-    """`neurodistill demo`: teacher >= 98%, tser student (T=4) >= 97%, together <= 3 min on 2 CPU cores."""
-    t0 = time.perf_counter()
+    """`neurodistill demo`: teacher >= 98%, tser student (T=4) >= 97% (its time: benchmarks/demo_time.py)."""
     res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    wall = time.perf_counter() - t0
     teacher = json.loads((tmp_path / "teacher" / "summary.json").read_text())
     student = json.loads((tmp_path / "student" / "summary.json").read_text())
     assert (teacher["model"], student["model"], student["method"], student["timesteps"]) == ("ann_digits", "snn_digits", "tser", 4)
     assert teacher["test_acc"] >= 0.98 and student["test_acc"] >= 0.97, (teacher["test_acc"], student["test_acc"])
-    assert wall <= 180
     bundle = json.loads((tmp_path / "loihi2" / "manifest.json").read_text())
     assert abs(bundle["accuracy_quantized"] - bundle["accuracy_float"]) <= 0.01
     sim = json.loads((tmp_path / "simulation" / "simulation.json").read_text())
