@@ -262,14 +262,16 @@ def inspect(bundle_dir: str) -> None:
               help=".net file: .npz/.npy with 'spikes' (N, steps, *shape) or 'bias' (N, *shape), optional 'labels'")
 @click.option("--steps", type=int, default=None, help=".net file with bias input: steps per sample")
 @click.option("--save-spikes", is_flag=True, help="also write every layer's spikes to spikes.h5 (NIR's data format)")
+@click.option("--device", default="auto", show_default=True,
+              help="fxp, float: auto (CUDA when available), cpu, cuda or cuda:N")
 @click.option("--all-steps", is_flag=True,
               help="fxp: run every chip step (T + latency) and count pipeline-fill spikes; default: each layer's own "
                    "T-step window (same accuracy and counts, faster)")
 @click.option("--lava-python", type=click.Path(dir_okay=False), default=None, help="Lava interpreter [.venv-lava]")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for simulation.json")
 def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
-             inputs: str | None, steps: int | None, save_spikes: bool, all_steps: bool, lava_python: str | None,
-             out: str) -> None:
+             inputs: str | None, steps: int | None, save_spikes: bool, device: str, all_steps: bool,
+             lava_python: str | None, out: str) -> None:
     """Replay a Loihi 2 bundle on test data, or a lava-dl .net file on given inputs: accuracy, spikes,
     synaptic events, ACs and MACs per layer."""
     src = Path(source)
@@ -281,7 +283,7 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
         if inputs is None:
             raise ConfigError("simulating a .net file needs --inputs FILE (.npz or .npy); see 'neurodistill simulate -h'")
         sim = simulate_net(src, Path(out), Path(inputs), backend=backend, steps=steps, batch_size=batch_size,
-                           lava_python=lava_python, save_spikes=save_spikes)
+                           lava_python=lava_python, save_spikes=save_spikes, device=device)
         acc = f"accuracy {sim['accuracy']:.4f} on" if sim["accuracy"] is not None else "ran"
         click.echo(f"{backend}: {acc} {sim['samples']} samples x {sim['steps_per_sample']} steps; firing rate "
                    f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
@@ -293,7 +295,7 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
         raise ConfigError("--inputs and --steps are for .net files; a bundle is run on its dataset's test split")
     sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
                   encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes,
-                  all_steps=all_steps)
+                  all_steps=all_steps, device=device)
     click.echo(f"{backend}: accuracy {sim['accuracy']:.4f} on {sim['samples']} test samples; firing rate "
                f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
                f"synaptic events; simulation.json in {out}")

@@ -94,3 +94,18 @@ def test_bad_bundles(bundle, tmp_path):
     (broken / "deploy.h5").write_bytes(data[: len(data) // 2])
     assert_user_error(invoke("simulate", broken, "--out", tmp_path / "o"), "deploy.h5")
     assert_user_error(invoke("simulate", bundle, "--backend", "gpu", "--out", tmp_path / "o"), "'gpu' is not one of")
+
+
+def test_device_choice(bundle, tmp_path):
+    cpu = _sim(bundle, tmp_path / "c", "fxp", 20, "--device", "cpu")
+    assert cpu["layers"] == _sim(bundle, tmp_path / "a", "fxp", 20, "--device", "auto")["layers"]  # exact anywhere
+    res = invoke("simulate", bundle, "--device", "tpu", "--out", tmp_path / "t")
+    assert res.exit_code == 2 and "--device 'tpu' is not allowed" in res.output
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_fxp_on_cuda_equals_cpu(bundle, tmp_path):
+    """Exactness on the GPU: float32 sums with TF32 off, float64 elsewhere (runs where CUDA is)."""
+    cpu = _sim(bundle, tmp_path / "c", "fxp", 20, "--device", "cpu", "--all-steps")
+    gpu = _sim(bundle, tmp_path / "g", "fxp", 20, "--device", "cuda", "--all-steps")
+    assert cpu["layers"] == gpu["layers"] and cpu["accuracy"] == gpu["accuracy"]

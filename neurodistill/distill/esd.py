@@ -14,16 +14,16 @@ with the sums over every exit, the final one included, as the reference code doe
 The branches are a separate `nn.Module` (`ESDBranches`), not part of the model, so the
 checkpointed and exported network is unchanged and the branches are dropped at inference.
 
-Stage points. A stage output is the output of the last unit (residual block, or spiking neuron
-in a net without blocks) before a downsampling (a block or conv with stride > 1, or a pooling
-layer) in the model's top-level `body`, and the last unit before the classifier head is the
-final stage, which gets no branch. This gives the spec's points for the CIFAR ResNets
-(ResNet-18/34: the ends of stages 1-3, branch widths 64/128/256 -> 512; ResNet-19: the ends of
-stages 1-2, 128/256 -> 512) and for snn_digits (the first conv's neurons, 16 -> 32 channels).
-The same rule gives points for the SEW-ResNets (stages 1-3) and VGG-11/16 (the neurons before
-each pool: 4 branches); those are not part of the spec. Every spiking model in the registry is
-supported; a model whose `body` the rule cannot read raises `MethodError`, and any model can
-name its stage points explicitly (`ESDConfig.stages`).
+Stage points. By default the branches read the stage outputs that `models.stages.stage_points`
+finds (the rule tssd uses too): the last residual block of each stage, or in a net without
+blocks the last spiking neuron before each downsampling; the last stage is the final one and
+gets no branch. This gives the spec's points for the CIFAR ResNets (ResNet-18/34: the ends of
+stages 1-3, branch widths 64/128/256 -> 512; ResNet-19: the ends of stages 1-2, 128/256 -> 512)
+and for snn_digits (the first conv's neurons, 16 -> 32 channels). The same rule gives points
+for the SEW-ResNets (stages 1-3) and VGG-11/16 (the neurons before each pool: 4 branches);
+those are not part of the spec. Every spiking model in the registry is supported; a model
+where the rule finds fewer than two stages raises `MethodError`, and any model can name its
+stage points explicitly (`ESDConfig.stages`, `--esd-stages`).
 
 Branch i maps stage i's output through a chain of DeepConv blocks whose widths are those of the
 later stage outputs (c_i -> c_{i+1} -> ... -> c_N; stride 2 where the stage output halves in
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, MethodError
+from ..models.stages import stage_points
 
 Tensor = torch.Tensor
 
@@ -146,53 +147,6 @@ class ESDBranches(nn.Module):
         return f"attach={list(self.attach)}, channels={list(self.channels)}, strides={list(self.strides)}"
 
 
-def stage_points(model: nn.Module) -> list[str]:
-    """Default stage-output module names of a registered spiking model, the last = final stage.
-
-    See the module docstring for the rule; `MethodError` when it finds fewer than two stages.
-    """
-    from spikingjelly.activation_based import neuron
-
-    from ..models.resnet import BasicBlock
-
-    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    body = getattr(model, "body", None)
-    name = getattr(model, "model_name", type(model).__name__)
-    if not isinstance(body, nn.Sequential):
-        raise MethodError(f"ESD cannot find the stages of model {name!r} (no sequential 'body'); set esd.stages explicitly")
-    try:
-        from spikingjelly.activation_based.model.sew_resnet import BasicBlock as SewBlock
-    except ImportError:  # pragma: no cover
-        SewBlock = BasicBlock
-    blocks = (BasicBlock, SewBlock)
-    has_blocks = any(isinstance(m, blocks) for m in body)
-    is_unit = (lambda m: isinstance(m, blocks)) if has_blocks else (lambda m: isinstance(m, neuron.BaseNode))
-    points: list[str] = []
-    last: str | None = None  # the last unit since the previous downsampling
-    for i, m in enumerate(body):
-        if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)):
-            break  # the classifier head
-        if _downsamples(m) and last is not None:
-            points.append(last)
-            last = None
-        if is_unit(m):
-            last = f"body.{i}"
-    if last is not None:
-        points.append(last)
-    if len(points) < 2:
-        raise MethodError(f"ESD found {len(points)} stage(s) in model {name!r}, it needs >= 2; set esd.stages explicitly")
-    return points
-
-
-def _downsamples(m: nn.Module) -> bool:
-    if isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
-        return True
-    if isinstance(m, nn.Conv2d):
-        return max(m.stride) > 1
-    conv1 = getattr(m, "conv1", None)  # a residual block: its first conv carries the stride
-    return isinstance(conv1, nn.Conv2d) and max(conv1.stride) > 1
-
-
 def build_branches(
     model: nn.Module, num_classes: int, input_shape: Sequence[int], stages: Sequence[str] | None = None
 ) -> ESDBranches:
@@ -204,7 +158,14 @@ def build_branches(
     device and dtype.
     """
     root = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    points = list(stages) if stages is not None else stage_points(root)
+    if stages is None:
+        points = stage_points(root)
+        if len(points) < 2:
+            name = getattr(root, "model_name", type(root).__name__)
+            raise MethodError(f"esd found {len(points)} stage(s) in model {name!r}, it needs >= 2 (branch points and the "
+                              "final stage); set esd.stages (--esd-stages) to module paths of the model, e.g. body.2,body.5")
+    else:
+        points = list(stages)
     if len(points) < 2:
         raise MethodError(f"ESD needs >= 2 stage points (branches + final), got {points}")
     modules = dict(root.named_modules())
@@ -288,4 +249,4 @@ def esd_loss(exits: Sequence[Tensor], y: Tensor, cfg: ESDConfig) -> dict[str, Te
     }  # fmt: skip
 
 
-__all__ = ["DeepConv", "ESDBranches", "ESDConfig", "build_branches", "esd_loss", "reliable_teacher", "stage_points"]
+__all__ = ["DeepConv", "ESDBranches", "ESDConfig", "build_branches", "esd_loss", "reliable_teacher"]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, MethodError
+from ..models.stages import stage_points
 from .losses import kl
 from .step import MethodStep, StepOutput
 
@@ -107,66 +108,6 @@ def loss_tssd(z_s: Tensor, y: Tensor, cfg: TssdConfig, z_t: Tensor | None = None
 
 
 # --- where the weak classifier reads -----------------------------------------------------------
-def _is_neuron(m: nn.Module) -> bool:
-    from spikingjelly.activation_based import neuron
-
-    return isinstance(m, neuron.BaseNode)
-
-
-def _is_block(m: nn.Module) -> bool:
-    """A residual block: a composite child holding convolutions and neurons."""
-    mods = list(m.modules())[1:]
-    return any(isinstance(c, nn.Conv2d) for c in mods) and any(_is_neuron(c) for c in mods)
-
-
-def _block_starts_stage(m: nn.Module) -> bool:
-    """A block that changes width or resolution (it has a projection shortcut) opens a new stage."""
-    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
-    return any(tuple(c.stride) != (1, 1) for c in convs) or convs[0].in_channels != convs[0].out_channels
-
-
-def _downsamples(m: nn.Module) -> bool:
-    if isinstance(m, nn.AvgPool2d | nn.MaxPool2d):
-        return True
-    return isinstance(m, nn.Conv2d) and tuple(m.stride) != (1, 1)
-
-
-def stage_points(model: nn.Module) -> list[str]:
-    """Module paths of the last module of each stage of a registered model, in order.
-
-    Residual nets (ResNet, SEW-ResNet): a stage is a run of blocks of one width and resolution;
-    its output is its last block's. Chains (VGG, snn_digits): a stage ends at the last neuron
-    before each downsampling (pool or strided conv) and before the head. The stem and the head
-    (from the first flatten, adaptive pool or linear layer on) are not stages. A model without
-    a sequential `body` has no named stages (use a module path).
-    """
-    body = getattr(model, "body", None)
-    if not isinstance(body, nn.Sequential):
-        return []
-    children = list(body.named_children())
-    head = next((i for i, (_, m) in enumerate(children)
-                 if isinstance(m, nn.Flatten | nn.AdaptiveAvgPool2d | nn.Linear)), len(children))
-    features = children[:head]
-    blocks = [(n, m) for n, m in features if _is_block(m)]
-    points: list[str] = []
-    if blocks:
-        for n, m in blocks:
-            if not points or _block_starts_stage(m):
-                points.append(n)
-            else:
-                points[-1] = n
-    else:
-        last = None
-        for n, m in features:
-            if _is_neuron(m):
-                last = n
-            elif _downsamples(m) and last is not None and (not points or points[-1] != last):
-                points.append(last)
-        if last is not None and (not points or points[-1] != last):
-            points.append(last)
-    return [f"body.{n}" for n in points]
-
-
 def resolve_attach(model: nn.Module, attach: str, model_name: str = "the model") -> str:
     """The module path the weak classifier reads from, or a MethodError naming the valid choices.
 

@@ -47,10 +47,11 @@ def run_float(graph: DeployGraph, x: torch.Tensor, record: bool = False) -> dict
     """
     T, B = x.shape[:2]
     dt = x.dtype
-    weights = {s.name: torch.as_tensor(s.weight, dtype=dt) for s in graph.synapses}
-    biases = {p: torch.as_tensor(b, dtype=dt) for p, b in graph.biases.items()}
-    v = {p.name: torch.full((B, *p.shape), 0.0 if p.neuron.v_reset is None else p.neuron.v_reset, dtype=dt)
-         for p in graph.populations}
+    dev = x.device
+    weights = {s.name: torch.as_tensor(s.weight, dtype=dt, device=dev) for s in graph.synapses}
+    biases = {p: torch.as_tensor(b, dtype=dt, device=dev) for p, b in graph.biases.items()}
+    v = {p.name: torch.full((B, *p.shape), 0.0 if p.neuron.v_reset is None else p.neuron.v_reset, dtype=dt,
+                            device=dev) for p in graph.populations}
     logits, spikes = [], {p.name: [] for p in graph.populations[:-1]}
     for t in range(T):
         act = {INPUT: x[t]}

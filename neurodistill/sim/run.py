@@ -48,6 +48,16 @@ def find_lava_python(explicit: str | None = None) -> str:
                       "(or set NEURODISTILL_LAVA_PYTHON) to a Python 3.10 with lava-nc 0.10.0 and lava-dl 0.6.0")
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"--device {name!r} is not allowed; choose auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} asked for, but this torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
 def bundle_id(bundle: Path) -> str:
     return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
 
@@ -73,12 +83,13 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
 
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
              encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None,
-             save_spikes: bool = False, all_steps: bool = False) -> dict:
+             save_spikes: bool = False, all_steps: bool = False, device: str = "auto") -> dict:
     """Run `samples` test samples through the bundle with `backend` and write `out/simulation.json`.
 
     fxp computes each layer in its own T-step window only (the same accuracy and counts, faster
     for deep graphs) unless `all_steps` or `save_spikes`: then every chip step, and the
-    pipeline-fill spikes are counted too (Lava always runs every step).
+    pipeline-fill spikes are counted too (Lava always runs every step). `device`: where fxp and
+    float run (`auto`: CUDA when available).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
@@ -102,17 +113,21 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
                               f"the bundle's input_shape is {list(graph.input_shape)}")
     T = int(manifest["timesteps"])
     steps = T + graph.latency_steps
+    dev = resolve_device(device)
     parts, correct, recorded = [], 0, []
     for start in range(0, len(y), batch_size):
         xb, yb = x[start: start + batch_size], y[start: start + batch_size]
         if backend == "float":
-            run = run_float(graph, xb.float().unsqueeze(0).expand(T, *xb.shape), record=True)
+            run = run_float(graph, xb.float().to(dev).unsqueeze(0).expand(T, *xb.shape), record=True)
             pred, spikes, pipelined = run["logits"].mean(0).argmax(-1), run["spikes"], False
         else:
             bias, _ = encoding_bias(graph, encoding_current(graph, xb.numpy()))
-            run = (run_fxp(graph, torch.as_tensor(bias), T, windows_only=not (all_steps or save_spikes))
+            run = (run_fxp(graph, torch.as_tensor(bias, device=dev), T, windows_only=not (all_steps or save_spikes))
                    if backend == "fxp" else _lava_spikes(bundle, graph, bias, steps, lava_python))
             pred, spikes, pipelined = run["v_readout"].argmax(-1), run["spikes"], True
+        spikes, pred = {k: v.cpu() for k, v in spikes.items()}, pred.cpu()  # counting runs on the CPU
+        if run.get("v_readout_steps") is not None:
+            run["v_readout_steps"] = run["v_readout_steps"].cpu()
         correct += int((pred == yb).sum())
         windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window
         parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined and not windowed,

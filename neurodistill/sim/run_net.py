@@ -120,7 +120,11 @@ def predict(graph: DeployGraph, run: dict) -> torch.Tensor:
 
 
 def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps: int | None = None,
-                 batch_size: int = 64, lava_python: str | None = None, save_spikes: bool = False) -> dict:
+                 batch_size: int = 64, lava_python: str | None = None, save_spikes: bool = False,
+                 device: str = "auto") -> dict:
+    from .run import resolve_device
+
+    dev = resolve_device(device)
     if backend not in ("fxp", "lava"):
         raise ConfigError(f"--backend {backend!r} is not allowed for a .net file; choose fxp or lava")
     if batch_size < 1:
@@ -136,9 +140,11 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
     for start in range(0, len(x), chunk):
         xb = x[start: start + chunk]
         if backend == "fxp":
-            xt = torch.from_numpy(xb)
+            xt = torch.from_numpy(xb).to(dev)
             run = (run_fxp_spike_input(graph, xt.transpose(0, 1).bool(), steps) if mode == "spikes"
                    else run_fxp_spike_input(graph, None, steps, in_bias=xt))
+            run["spikes"] = {k: v.cpu() for k, v in run["spikes"].items()}
+            run["v_readout_steps"] = run["v_readout_steps"].cpu()
         else:
             run = _lava_run(net, xb, steps, mode, graph, lava_python)
         in_sp = torch.from_numpy(xb).transpose(0, 1).bool() if mode == "spikes" else None
