@@ -38,6 +38,9 @@ test: $(VENV)/.installed $(LAVA_VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/export_time.py
+	$(PY) benchmarks/sim_speed.py
+	$(PY) benchmarks/memory_vs_T.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check neurodistill tests benchmarks
