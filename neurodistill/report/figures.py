@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,25 +85,33 @@ def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
     return _save(fig, out, "accuracy_by_step", ["model", "t", "alone", "running_mean"], rows)
 
 
-def energy_by_layer(models: list[dict], profiles: list[str], out: Path) -> list[str]:
+def _log_bars(ax, series: dict[str, list[float]]) -> None:
+    """Log scale whose floor sits a decade below the smallest bar, so every bar shows its size."""
+    ax.set_yscale("log")
+    positive = [v for vs in series.values() for v in vs if v > 0]
+    if positive:
+        ax.set_ylim(bottom=10 ** (np.floor(np.log10(min(positive))) - 1))
+
+
+def energy_by_layer(models: list[dict], profiles: list[str], out: Path, estimates: set[str] = frozenset()) -> list[str]:
     m = models[0]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = [x["name"] for x in m["layers"]]
     series = {p: [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]] for p in profiles}
-    _grouped_bars(ax, names, series)
+    _grouped_bars(ax, names, {f"{p} (estimate)" if p in estimates else p: v for p, v in series.items()})
     rows = [[m["label"], p, n, v] for p, vs in series.items() for n, v in zip(names, vs, strict=True)]
-    ax.set_ylabel("energy per inference (uJ)")
-    ax.set_yscale("log")
+    ax.set_ylabel("energy per inference (µJ)")
+    _log_bars(ax, series)
     ax.set_title(f"Energy by layer ({m['label']})")
     return _save(fig, out, "energy_by_layer", ["model", "profile", "layer", "energy_uj_per_inference"], rows)
 
 
-def energy_by_profile(models: list[dict], profiles: list[str], out: Path) -> list[str]:
+def energy_by_profile(models: list[dict], profiles: list[str], out: Path, estimates: set[str] = frozenset()) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     series = {m["label"]: [m["energy"][p]["per_inference_j"] * 1e6 for p in profiles] for m in models}
-    _grouped_bars(ax, profiles, series)
+    _grouped_bars(ax, [f"{p} (estimate)" if p in estimates else p for p in profiles], series)
     rows = [[label, p, v] for label, vs in series.items() for p, v in zip(profiles, vs, strict=True)]
-    ax.set_ylabel("energy per inference (uJ)")
-    ax.set_yscale("log")
+    ax.set_ylabel("energy per inference (µJ)")
+    _log_bars(ax, series)
     ax.set_title("Energy by hardware profile")
     return _save(fig, out, "energy_by_profile", ["model", "profile", "energy_uj_per_inference"], rows)

@@ -234,8 +234,9 @@ def write(report: dict, out: Path) -> list[str]:
             md.append(f"- {p} `{name}` = {c['value']} {c['unit']} ({c['kind']}): {c['source']}")
     md += ["", "## Figures\n"]
     figs = figures.firing_rate_by_layer(models, out) + figures.firing_rate_by_step(models, out)
-    figs += figures.accuracy_by_step(models, out) + figures.energy_by_layer(models, profiles, out)
-    figs += figures.energy_by_profile(models, profiles, out)
+    estimates = {p for p in profiles if conv["energy"][p].get("estimate")}
+    figs += figures.accuracy_by_step(models, out) + figures.energy_by_layer(models, profiles, out, estimates)
+    figs += figures.energy_by_profile(models, profiles, out, estimates)
     md += [f"![{f}]({f})" for f in figs if f.endswith(".png")]
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md) + "\n"))
     atomic_write(out / "report.tex", lambda tmp: Path(tmp).write_text("\n\n".join(tex) + "\n"))
