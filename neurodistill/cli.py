@@ -23,7 +23,10 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--model", "model", str, "registered model; 'neurodistill models' lists them [snn_digits]"),
     ("--dataset", "dataset", str, "digits | synthetic | cifar10 | cifar100 | imagenet | cifar10-dvs | dvs-gesture [digits]"),
     ("--data-dir", "data_dir", click.Path(file_okay=False), "directory holding the dataset (never downloaded)"),
-    ("--method", "method", str, "none | tet | kd | tser | tssd [none]"),
+    ("--method", "method", str, "none | tet | kd | tser | tssd | esd [none]"),
+    ("--backprop", "backprop", click.Choice(["bptt", "rate"]),
+     "bptt: through all T steps; rate: rate-based backprop, memory ~constant in T (spiking models; methods none, kd, esd) "
+     "[bptt; esd: rate]"),
     ("--teacher", "teacher", click.Path(dir_okay=False), "ANN teacher checkpoint (kd, tser)"),
     ("--timesteps", "timesteps", int, "time steps T for spiking models [4]"),
     ("--epochs", "epochs", int, "epochs [30]"),
@@ -71,6 +74,13 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--tssd-kl-tau-squared/--no-tssd-kl-tau-squared", "tssd.kl_tau_squared", bool, "tssd: scale both KLs by tau^2 [on]"),
     ("--teacher-bn-stats/--no-teacher-bn-stats", "tssd.teacher_bn_stats", bool,
      "tssd: the T_t pass also updates BatchNorm running statistics [off]"),
+    ("--esd-alpha", "esd.alpha", float, "esd: CE weight of every exit [1.0]"),
+    ("--esd-alpha-final", "esd.alpha_final", float, "esd: CE weight of the final exit [= --esd-alpha]"),
+    ("--esd-beta", "esd.beta", float, "esd: weight of the distillation from the reliable teacher [0.3]"),
+    ("--esd-temperature", "esd.temperature", float, "esd: softmax temperature tau (and the tau^2 factor) [3.0]"),
+    ("--esd-distill-final/--no-esd-distill-final", "esd.distill_final", bool, "esd: distil the final exit too [on]"),
+    ("--esd-stages", "esd.stages", str, "esd: comma-separated module paths of the stage outputs, the last = the final "
+     "stage (no branch), e.g. body.2,body.5 [derived from the model]"),
     ("--augment/--no-augment", "data.augment", bool, "random crop + flip on the train split [on]"),
     ("--autoaugment/--no-autoaugment", "data.autoaugment", bool, "CIFAR AutoAugment policy [off]"),
     ("--cutout", "data.cutout", int, "Cutout side in pixels, 0 = off [0]"),
@@ -140,6 +150,8 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
         path = key[4:].split("__")
         if path[-1] == "synthetic_shape":
             value = _int_list("--synthetic-shape", value)
+        elif path[-1] == "stages":
+            value = _str_list("--esd-stages", value)
         node = out
         for p in path[:-1]:
             node = node.setdefault(p, {})
@@ -156,6 +168,15 @@ def _int_list(flag: str, text: str) -> list[int]:
         raise ConfigError(f"{flag} {text!r} is not a comma-separated list of integers (e.g. 3,32,32)") from None
     if not values or any(v < 1 for v in values):
         raise ConfigError(f"{flag} {text!r}: every size must be >= 1")
+    return values
+
+
+def _str_list(flag: str, text: str) -> list[str]:
+    from .errors import ConfigError
+
+    values = [v.strip() for v in text.split(",")]
+    if not text.strip() or any(not v for v in values):
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of module paths (e.g. body.2,body.5)")
     return values
 
 

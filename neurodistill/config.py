@@ -1,7 +1,7 @@
 """Training configuration: dataclasses with defaults, loaded from YAML/TOML, overridden by flags.
 
 A config file mirrors the dataclasses: top-level keys of `TrainConfig`, with the nested
-sections `neuron:`, `loss:`, `tssd:` and `data:`. Unknown keys and wrong types are `ConfigError`s
+sections `neuron:`, `loss:`, `tssd:`, `esd:` and `data:`. Unknown keys and wrong types are `ConfigError`s
 that name the file, the key, the value and what is allowed.
 """
 
@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from .data import DataOptions
+from .distill import BACKPROPS
+from .distill.esd import ESDConfig
 from .distill.losses import LossConfig
 from .distill.tssd import TssdConfig
 from .errors import ConfigError
@@ -28,7 +30,8 @@ class TrainConfig:
     model: str = "snn_digits"
     dataset: str = "digits"
     data_dir: str | None = None
-    method: str = "none"  # none | tet | kd | tser | tssd (kd and tser need --teacher)
+    method: str = "none"  # none | tet | kd | tser | tssd | esd (kd and tser need --teacher)
+    backprop: str = "bptt"  # bptt | rate (rate-based backprop: spiking models, methods none, kd, esd); esd switches it to rate
     teacher: str | None = None  # path of an ANN teacher checkpoint
     timesteps: int = 4  # T; ignored for ANN models; event data uses its own frame count
     epochs: int = 30
@@ -49,6 +52,7 @@ class TrainConfig:
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     tssd: TssdConfig = field(default_factory=TssdConfig)  # settings of --method tssd
+    esd: ESDConfig = field(default_factory=ESDConfig)  # settings of --method esd
     data: DataOptions = field(default_factory=DataOptions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +64,7 @@ CHOICES = {
     "schedule": ("cosine", "constant"),
     "device": ("auto", "cpu", "cuda"),
     "backend": ("auto", "torch", "cuda", "triton", "cupy"),
+    "backprop": BACKPROPS,
 }
 POSITIVE = ("timesteps", "epochs", "batch_size")
 
@@ -90,8 +95,11 @@ def _check_type(where: str, key: str, value: Any, tp: Any) -> Any:
                 errs.append(e)
         raise errs[0]
     if origin is tuple:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{where}: {key} = {value!r} has the wrong type; expected a list of integers")
+        elem = typing.get_args(tp)[0]
+        ok_elem = (lambda v: isinstance(v, int) and not isinstance(v, bool)) if elem is int else (lambda v: isinstance(v, elem))
+        if not isinstance(value, list | tuple) or not all(ok_elem(v) for v in value):
+            kind = "integers" if elem is int else "strings" if elem is str else elem.__name__
+            raise ConfigError(f"{where}: {key} = {value!r} has the wrong type; expected a list of {kind}")
         return tuple(value)
     ok = {
         bool: isinstance(value, bool),
@@ -157,8 +165,13 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str = "config") -> TrainConfig:
-    """Defaults, then the file, then the flags; validated."""
-    cfg = build(TrainConfig, merge(file_values, overrides), where)
+    """Defaults, then the file, then the flags; validated.
+
+    `backprop` left unset with method esd resolves to rate (esd trains with rate-based
+    backprop); the resolved config records the value used.
+    """
+    values = merge(file_values, overrides)
+    cfg = build(TrainConfig, values, where)
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)!r} is not allowed; choose one of {', '.join(allowed)}")
@@ -167,6 +180,12 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} is not allowed; it must be >= 1")
     if cfg.lr <= 0:
         raise ConfigError(f"{where}: lr = {cfg.lr} is not allowed; it must be > 0")
+    if cfg.method == "esd":
+        if "backprop" not in values:
+            cfg.backprop = "rate"
+        elif cfg.backprop != "rate":
+            raise ConfigError(f"{where}: backprop = {cfg.backprop!r} is not allowed with method esd, which trains with "
+                              "rate-based backprop; set backprop = rate or leave it out")
     if cfg.method == "tssd" and cfg.tssd.teacher_timesteps and cfg.tssd.teacher_timesteps <= cfg.timesteps:
         raise ConfigError(f"{where}: tssd.teacher_timesteps = {cfg.tssd.teacher_timesteps} is not allowed with "
                           f"timesteps = {cfg.timesteps}; the temporal teacher needs more steps (0 = 2 x timesteps)")

@@ -14,10 +14,10 @@ from neurodistill.distill.esd import (
     build_branches,
     esd_loss,
     reliable_teacher,
-    stage_points,
 )
 from neurodistill.errors import ConfigError, MethodError
 from neurodistill.models import create_model
+from neurodistill.models.stages import stage_points
 from neurodistill.train.rate_bp import rate_step
 
 # exits [E=3][B=3][K=3]; the last is the final exit. Labels y = [0, 1, 2].
@@ -133,8 +133,9 @@ def test_unsupported_model_and_bad_config_raise():
     from spikingjelly.activation_based import layer, neuron
 
     net = torch.nn.Sequential(layer.Linear(4, 4), neuron.IFNode(step_mode="m"))
-    with pytest.raises(MethodError, match="set esd.stages"):
-        stage_points(net)
+    assert stage_points(net) == []
+    with pytest.raises(MethodError, match=r"set esd.stages \(--esd-stages\)"):
+        build_branches(net, 4, (4,))
     model = create_model("snn_digits", num_classes=10, in_channels=1)
     with pytest.raises(MethodError, match="not modules"):
         build_branches(model, 10, (1, 8, 8), stages=["body.2", "nope"])

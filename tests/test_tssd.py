@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from neurodistill.cli import main
 from neurodistill.config import resolve
 from neurodistill.distill import TssdConfig, TssdStep, loss_tssd
-from neurodistill.distill.tssd import resolve_attach, stage_points
+from neurodistill.distill.tssd import resolve_attach
 from neurodistill.errors import CheckpointError, ConfigError, MethodError
 from neurodistill.models import create_model
+from neurodistill.models.stages import stage_points
 from neurodistill.train import load_checkpoint, train
 from neurodistill.train.loop import Inputs
 
@@ -295,23 +296,31 @@ def _same(a, b, where="graph"):
         assert a == b, where
 
 
-def test_deployed_network_is_the_plain_model(tmp_path):
-    """A tssd checkpoint exports exactly as the plain model with the same weights: no weak head."""
+def assert_exports_as_plain_digits_model(ckpt_path, tmp_path):
+    """The trained checkpoint's loihi2 export equals the export of a plain snn_digits with the same
+    weights (the method's auxiliary modules live under 'method' only); returns the manifest."""
     from neurodistill.export.bundle import calibration_data, export_loihi2, export_module_loihi2
     from neurodistill.export.graph_io import read_graph
 
-    train(_cfg(tmp_path / "run", epochs=1, timesteps=4))
-    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    ckpt = load_checkpoint(ckpt_path)
     plain = create_model("snn_digits", 10, 1)
-    assert ckpt["state_dict"].keys() == plain.state_dict().keys()  # the weak head lives under 'method' only
+    assert ckpt["state_dict"].keys() == plain.state_dict().keys()
     plain.load_state_dict(ckpt["state_dict"])
-    a = export_loihi2(tmp_path / "run" / "best.pt", tmp_path / "a", calib=64)
+    a = export_loihi2(ckpt_path, tmp_path / "a", calib=64)
     x, y = calibration_data(ckpt, 64)
     b = export_module_loihi2(plain.eval(), (1, 8, 8), x, y, tmp_path / "b", timesteps=4)
     ga, gb = read_graph(tmp_path / "a" / "deploy.h5"), read_graph(tmp_path / "b" / "deploy.h5")
     _same(ga, gb)
     assert [s.weight.shape for s in ga.synapses] == [(16, 1, 3, 3), (32, 16, 3, 3), (10, 512)]  # conv, conv, linear
     assert a["layers"] == b["layers"] and a["accuracy_quantized"] == b["accuracy_quantized"]
+    return a
+
+
+def test_deployed_network_is_the_plain_model(tmp_path):
+    """A tssd checkpoint exports exactly as the plain model with the same weights: no weak head."""
+
+    train(_cfg(tmp_path / "run", epochs=1, timesteps=4))
+    assert_exports_as_plain_digits_model(tmp_path / "run" / "best.pt", tmp_path)
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ with the sums over every exit, the final one included, as the reference code doe
 
 The branches are a separate `nn.Module` (`ESDBranches`), not part of the model, so the
 checkpointed and exported network is unchanged and the branches are dropped at inference.
+`EsdStep` is the trainer's step (`--method esd`): it owns the branches, runs `rate_step` with
+their attach points as taps and back-propagates the loss at 1/T.
 
 Stage points. By default the branches read the stage outputs that `models.stages.stage_points`
 finds (the rule tssd uses too): the last residual block of each stage, or in a net without
@@ -33,8 +35,10 @@ spec's DeepConv 64->128->256->512, 128->256->512, 256->512.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +46,9 @@ from torch import nn
 
 from ..errors import ConfigError, MethodError
 from ..models.stages import stage_points
+from .step import MethodStep, StepOutput
 
+log = logging.getLogger(__name__)
 Tensor = torch.Tensor
 
 
@@ -249,4 +255,44 @@ def esd_loss(exits: Sequence[Tensor], y: Tensor, cfg: ESDConfig) -> dict[str, Te
     }  # fmt: skip
 
 
-__all__ = ["DeepConv", "ESDBranches", "ESDConfig", "build_branches", "esd_loss", "reliable_teacher"]
+# --- the training step --------------------------------------------------------------------------
+class EsdStep(MethodStep):
+    """ESD's training step: rate backprop's two passes, the branches on the tapped stage outputs, the loss.
+
+    The branches (`self.branches`) are this step's submodule: the trainer optimises them with
+    the model, wraps them with it for DDP and checkpoints them under `method`; the model's
+    `state_dict` never holds them and evaluation runs the plain model. The rate-pass logits are
+    the final exit and the returned `z (1, B, K)`; the loss is back-propagated at 1/T
+    (`scale_grad`) with its logged value unscaled.
+
+    Raises MethodError for an ANN, a layer rate backprop does not support, or stage points the
+    model does not have.
+    """
+
+    def __init__(self, model: nn.Module, cfg: ESDConfig, inputs: Any, input_shape: Sequence[int], num_classes: int,
+                 model_name: str = "the model") -> None:
+        super().__init__(inputs)
+        self.check_rate_model(model, "method 'esd' (it trains with rate-based backprop)", model_name)
+        self.cfg = cfg
+        self.branches = build_branches(model, num_classes, input_shape, cfg.stages)
+        self.final = list(cfg.stages)[-1] if cfg.stages is not None else stage_points(model)[-1]
+        log.info("esd: branches on %s (channels %s), final stage %s; rate backprop over T = %d",
+                 ", ".join(self.branches.attach), list(self.branches.channels), self.final, inputs.timesteps)
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        from ..train.rate_bp import scale_grad
+
+        out = self.rate_logits(model, x, taps=self.branches.attach)
+        with self.autocast():
+            exits = self.branches(out.taps)
+        z = out.logits.float()
+        parts = esd_loss([*(e.float() for e in exits), z], y, self.cfg)
+        parts["loss"] = scale_grad(parts["loss"], out.timesteps)
+        return StepOutput(parts, z.unsqueeze(0))
+
+    def info(self) -> dict[str, Any]:
+        return {"backprop": "rate", "branches": list(self.branches.attach), "final_stage": self.final,
+                "channels": list(self.branches.channels)}
+
+
+__all__ = ["DeepConv", "ESDBranches", "ESDConfig", "EsdStep", "build_branches", "esd_loss", "reliable_teacher"]

@@ -11,19 +11,23 @@ never changed: export rebuilds the plain model from `state_dict` alone.
 Shape:
     `forward(model, x, y)`: `x` the batch as the loader gives it (static `(B, C, H, W)`,
     events `(B, T, C, H, W)`), `y` labels `(B,)`; returns `StepOutput(parts, z)` with the
-    loss parts of `losses.py` and the student logits `z (T, B, K)` (`(1, B, K)` for an ANN).
+    loss parts of `losses.py` and the student logits `z (T, B, K)` (`(1, B, K)` for an ANN,
+    and for the rate-pass logits of rate-based backprop, whose value is the time-mean).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MethodError
+
+if TYPE_CHECKING:
+    from ..train.rate_bp import RateOutput
 
 Tensor = torch.Tensor
 
@@ -60,6 +64,28 @@ class MethodStep(nn.Module):
         z = self.run(model, self.inputs.student(x, timesteps))
         return z if self.inputs.spiking else z.unsqueeze(0)
 
+    def check_rate_model(self, model: nn.Module, what: str, model_name: str = "the model") -> None:
+        """MethodError unless rate-based backprop can train `model` (spiking, supported layers only)."""
+        from ..train.rate_bp import RateBackprop
+
+        if not self.inputs.spiking:
+            raise MethodError(f"{what} is for spiking models only; {model_name} is an ANN: use an snn_... model")
+        RateBackprop(model)  # raises a MethodError naming every layer rate backprop cannot handle
+
+    def rate_logits(self, model: nn.Module, x: Tensor, taps: tuple[str, ...] = ()) -> RateOutput:
+        """Rate-based backprop's two passes on the batch (spike pass without grad, rate pass with).
+
+        A static batch is repeated T times in the spike pass and fed as it is to the rate pass;
+        event frames are fed in time order to the spike pass and as their time-mean to the rate
+        pass. `RateOutput.logits (B, K)` equal the time-mean of the spike pass's logits.
+        """
+        from ..train.rate_bp import rate_step
+
+        with self.autocast():
+            if self.inputs.event:
+                return rate_step(model, self.inputs.student(x), None, taps=taps)
+            return rate_step(model, x, self.inputs.timesteps, taps=taps)
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -75,7 +101,7 @@ class MethodStep(nn.Module):
         """Restore the auxiliary modules from a checkpoint's `method` entry (nothing to do without any)."""
         if not self.has_state():
             return
-        if not entry or "state_dict" not in entry:
+        if not entry or not entry.get("state_dict"):
             raise CheckpointError(f"{where} has no 'method' entry with the auxiliary modules this method trains; "
                                   "it was written by another method or an older neurodistill")
         try:
@@ -103,13 +129,43 @@ class LogitStep(MethodStep):
         # nor saved with the student's checkpoint.
         self.__dict__["teacher"] = teacher
 
+    def teacher_logits(self, x: Tensor) -> Tensor | None:
+        """The frozen ANN teacher on the un-repeated input `(B, K)`, or None without a teacher."""
+        if self.teacher is None:
+            return None
+        with torch.no_grad():
+            return self.teacher(self.inputs.teacher(x)).float()
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        z_tea = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                z_tea = self.teacher(self.inputs.teacher(x)).float()
+        z_tea = self.teacher_logits(x)
         z = self.student_logits(model, x)
         return StepOutput(self.loss_fn(z, y, self.loss_cfg, z_tea), z)
+
+
+class RateLogitStep(LogitStep):
+    """none and kd with rate-based backprop (`--backprop rate`).
+
+    The loss sees the rate-pass logits as a single step, `z (1, B, K)`: their value is the
+    time-mean of the spike-pass logits, i.e. the prediction `z_mean` that `none`'s CE and `kd`'s
+    KL read under BPTT. Gradients are scaled by 1/T (`scale_grad`), as the rate-backprop
+    reference does; the logged loss parts keep their unscaled values. Methods whose loss reads
+    every step's logits (tet, tser, tssd) cannot use it: rate backprop has only their mean.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, loss_cfg: Any, inputs: Any,
+                 teacher: nn.Module | None = None, model_name: str = "the model") -> None:
+        super().__init__(loss_fn, loss_cfg, inputs, teacher)
+        self.check_rate_model(model, "--backprop rate", model_name)
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        from ..train.rate_bp import scale_grad
+
+        z_tea = self.teacher_logits(x)
+        out = self.rate_logits(model, x)
+        z = out.logits.float().unsqueeze(0)
+        parts = self.loss_fn(z, y, self.loss_cfg, z_tea)
+        parts["loss"] = scale_grad(parts["loss"], out.timesteps)
+        return StepOutput(parts, z)
 
 
 class Trainee(nn.Module):

@@ -1,4 +1,4 @@
-"""The training loop: ANN teachers and spiking students, BPTT, one process or torchrun.
+"""The training loop: ANN teachers and spiking students, BPTT or rate-based backprop, one process or torchrun.
 
 One function, `train(cfg)`, does everything; the CLI only parses options and calls it. Every
 epoch ends with an evaluation and an atomic `last.pt`, so a run killed at any moment resumes
@@ -6,8 +6,10 @@ from its last finished epoch and ends with the same weights as an uninterrupted 
 
 What a batch's loss is belongs to the method: `distill.build_step` gives a `MethodStep`
 (`step(model, x, y) -> (parts, z)`), which may own auxiliary trainable modules (tssd's weak
-classifier). The loop trains the model and those modules together and checkpoints them apart
-(`state_dict` and `method`), so export still builds the plain model.
+classifier, esd's branches) and decides how the gradients are formed (`--backprop rate`:
+none/kd's `RateLogitStep` and `EsdStep` run rate-based backprop's two passes). The loop trains
+the model and those modules together and checkpoints them apart (`state_dict` and `method`),
+so export still builds the plain model.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..config import TrainConfig
 from ..data import DatasetInfo, load_dataset
-from ..distill import Trainee, build_step, needs_teacher
+from ..distill import Trainee, build_step, check_backprop, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
 from ..models import create_model, get_spec, select_backend
 from . import distributed
@@ -233,6 +235,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
     """Train `cfg.model` on `cfg.dataset` with `cfg.method`; write the run directory; return the summary."""
     with_teacher = needs_teacher(cfg.method)
     spec = get_spec(cfg.model)
+    check_backprop(cfg.method, cfg.backprop, spec.spiking, cfg.model)
     if with_teacher and not cfg.teacher:
         raise MethodError(f"method {cfg.method!r} needs --teacher CKPT (an ANN trained with 'neurodistill train --model ann_...')")
     if cfg.teacher and not with_teacher:
@@ -370,7 +373,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
     final = evaluate(net, test_loader, inputs, device, d) if not history or start_epoch == cfg.epochs else test
     peak, peak_kind = peak_memory(device)
     summary = {
-        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
+        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "backprop": cfg.backprop,
         "timesteps": inputs.timesteps if spec.spiking else 1, "epochs": cfg.epochs, "seed": cfg.seed,
         "test_acc": final["acc"], "test_acc_per_timestep": final["per_timestep"],
         "best_test_acc": best["acc"], "best_epoch": best["epoch"],
