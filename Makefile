@@ -3,6 +3,7 @@
 #   make test      create .venv and .venv-lava if missing, run the test suite
 #   make lava-env  build .venv-lava (Python 3.10, lava-nc 0.10.0, lava-dl 0.6.0) and smoke-check it
 #   make bench     run the benchmark scripts (tables on stdout, JSON in benchmarks/results/)
+#   make compare   the method comparison of docs/results.md (about 20 minutes on 2 CPU cores)
 #   make lint      ruff
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ LAVA_VENV := .venv-lava
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lava-env bench lint clean
+.PHONY: demo test lava-env bench compare lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -41,6 +42,9 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/export_time.py
 	$(PY) benchmarks/sim_speed.py
 	$(PY) benchmarks/memory_vs_T.py
+
+compare: $(VENV)/.installed
+	$(PY) benchmarks/compare_methods.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check neurodistill tests benchmarks
