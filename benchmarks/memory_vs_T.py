@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import _rss_now, machine, write_result  # noqa: E402
+from train_step import _rss_now, machine, print_row, write_result  # noqa: E402
 
 METHODS = ("bptt", "rate")
 LIMIT = 1.25  # rate backprop: peak(T=8) / peak(T=2) must not exceed this
@@ -137,7 +137,7 @@ def main() -> int:
                                  "device": device, "error": err})  # fmt: skip
                 else:
                     rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-                _print_row(rows[-1])
+                print_row(rows[-1], (("device", 6), ("method", 6), ("timesteps", 2), ("batch", 5)))
     summary = summarise(rows, args.timesteps)
     for key, s in summary.items():
         print(f"{key:<12} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()))
@@ -147,17 +147,6 @@ def main() -> int:
            "results": rows, "summary": summary}  # fmt: skip
     write_result("memory_vs_T.json", out)
     return 0
-
-
-def _print_row(r: dict) -> None:
-    if not getattr(_print_row, "header", False):
-        print(f"{'device':<6} {'method':<6} {'T':>2} {'batch':>5} {'images/s':>9} {'s/step':>7} {'peak MiB':>9} {'step MiB':>9}")
-        _print_row.header = True
-    if "error" in r:
-        print(f"{r['device']:<6} {r['method']:<6} {r['timesteps']:>2} {r['batch']:>5}  error: {r['error']}")
-        return
-    print(f"{r['device']:<6} {r['method']:<6} {r['timesteps']:>2} {r['batch']:>5} {r['images_per_s']:>9.1f} "
-          f"{r['seconds_per_step']:>7.2f} {r['peak_memory_bytes'] / 2**20:>9.0f} {r['step_peak_bytes'] / 2**20:>9.0f}")
 
 
 if __name__ == "__main__":

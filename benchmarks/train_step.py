@@ -130,21 +130,24 @@ def main() -> int:
                 rows.append({"model": args.model, "timesteps": T, "batch": batch, "device": device, "backend": backend, "error": err})
             else:
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            _print_row(rows[-1])
+            print_row(rows[-1], (("backend", 8), ("timesteps", 2), ("batch", 5)))
     out = {"benchmark": "train_step", "machine": machine(), "method": "BPTT, loss none, SGD", "results": rows}
     write_result(f"train_step-{device}.json", out)
     return 0
 
 
-def _print_row(r: dict) -> None:
-    if not getattr(_print_row, "header", False):
-        print(f"{'backend':<8} {'T':>2} {'batch':>5} {'images/s':>10} {'s/step':>8} {'peak MiB':>9} {'step MiB':>9}")
-        _print_row.header = True
+def print_row(r: dict, lead: tuple[tuple[str, int], ...]) -> None:
+    """One table row of a step measurement: the `lead` columns (key, width), then speed and memory;
+    the header before the first row."""
+    if not getattr(print_row, "header", False):
+        print(" ".join(f"{'T' if k == 'timesteps' else k:<{w}}" for k, w in lead) + f" {'images/s':>9} {'s/step':>7} {'peak MiB':>9} {'step MiB':>9}")
+        print_row.header = True
+    head = " ".join(f"{r[k]!s:<{w}}" for k, w in lead)
     if "error" in r:
-        print(f"{r['backend']:<8} {r['timesteps']:>2} {r['batch']:>5}  error: {r['error']}")
+        print(f"{head}  error: {r['error']}")
         return
-    print(f"{r['backend']:<8} {r['timesteps']:>2} {r['batch']:>5} {r['images_per_s']:>10.1f} {r['seconds_per_step']:>8.3f} "
-          f"{r['peak_memory_bytes'] / 2**20:>9.0f} {r['step_peak_bytes'] / 2**20:>9.0f}")
+    print(f"{head} {r['images_per_s']:>9.1f} {r['seconds_per_step']:>7.3f} {r['peak_memory_bytes'] / 2**20:>9.0f} "
+          f"{r['step_peak_bytes'] / 2**20:>9.0f}")
 
 
 if __name__ == "__main__":

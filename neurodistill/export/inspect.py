@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..train.checkpoint import read_json
 
 FORMAT_VERSIONS = (1,)  # the manifest versions this version reads (export/bundle.py FORMAT_VERSION)
 TARGETS = ("loihi2", "nir", "onnx")
@@ -18,12 +19,7 @@ def read_manifest(bundle: Path) -> dict:
     path = bundle / "manifest.json"
     if not path.is_file():
         raise CheckpointError(f"{str(bundle)!r} is not an export bundle (no manifest.json)")
-    try:
-        m = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON ({' '.join(str(e).split())})") from None
-    except OSError as e:
-        raise CheckpointError(f"{str(path)!r} cannot be read ({e.strerror or e})") from None
+    m = read_json(path)
     check_manifest(m, str(path))
     return m
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import CheckpointError, ConfigError
-from ..train.checkpoint import atomic_write
+from ..train.checkpoint import atomic_write, read_json
 from . import figures, tables
 
 LAYER_COUNTS = ("spikes", "acs", "macs", "synaptic_events", "neuron_updates", "dense_ops")
@@ -34,12 +34,7 @@ def read_simulation(simdir: Path) -> dict:
     path = simdir / "simulation.json" if simdir.is_dir() else simdir
     if not path.is_file():
         raise CheckpointError(f"{str(simdir)!r} holds no simulation.json; run 'neurodistill simulate' first")
-    try:
-        sim = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON ({' '.join(str(e).split())})") from None
-    except OSError as e:
-        raise CheckpointError(f"{str(path)!r} cannot be read ({e.strerror or e})") from None
+    sim = read_json(path)
     if not isinstance(sim, dict):
         raise CheckpointError(f"{str(path)!r} is not a neurodistill simulation (a JSON {type(sim).__name__}, not an object)")
     missing = [k for k in SIM_REQUIRED if k not in sim]

@@ -62,23 +62,56 @@ def bundle_id(bundle: Path) -> str:
     return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
 
 
+LAYER_KEYS = ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate", "synaptic_events", "dense_ops",
+              "acs", "macs", "neuron_updates", "pipeline_spikes")
+
+
+def run_lava_script(runner: Path, source: Path, inputs: dict, lava_python: str | None) -> dict[str, np.ndarray]:
+    """Run a lava_scripts runner on `source` in the Lava environment: `inputs` in, its arrays out."""
+    py = find_lava_python(lava_python)
+    with tempfile.TemporaryDirectory() as d:
+        np.savez(Path(d) / "in.npz", **inputs)
+        res = subprocess.run([py, str(runner), str(source), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"the Lava runner failed:\n{res.stderr[-3000:]}")
+        with np.load(Path(d) / "out.npz") as out:
+            return {k: out[k] for k in out.files}
+
+
+def count_fields(counts: dict, keys: tuple[str, ...] = LAYER_KEYS) -> dict:
+    """The counting part of simulation.json."""
+    return {"layers": [{k: layer[k] for k in keys} for layer in counts["layers"]],
+            "firing_rate_neuron_weighted": counts["firing_rate_neuron_weighted"],
+            "firing_rate_mean_of_layers": counts["firing_rate_mean_of_layers"],
+            "totals": counts["totals"], "conventions": dict(counts["conventions"])}
+
+
+def write_simulation(out: Path, sim: dict, graph, recorded: list[tuple[dict, torch.Tensor | None]] | None) -> None:
+    """`out/simulation.json`, and `spikes.h5` from the `(spikes, v_readout_steps)` of each batch when
+    recorded (--save-spikes); without them an older run's spikes.h5 is removed (it would not
+    belong to this simulation.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if recorded:
+        from .spikes_nir import write_spikes
+
+        v = [r[1] for r in recorded]
+        write_spikes(out / "spikes.h5", graph, {k: torch.cat([r[0][k] for r in recorded], 1) for k in recorded[0][0]},
+                     torch.cat(v, 1) if all(x is not None for x in v) else None)
+    else:
+        (out / "spikes.h5").unlink(missing_ok=True)
+    atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
+
+
 def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python: str | None) -> dict:
     # what users deploy: a chain's network.net through netx; a residual or branching graph (no network.net)
     # as Lava processes built from deploy.h5, with synaptic delays for its path-matching delays
     net = bundle / "network.net"
     runner, source = (RUNNER, net) if net.is_file() else (GRAPH_RUNNER, bundle / "deploy.h5")
-    py = find_lava_python(lava_python)
-    with tempfile.TemporaryDirectory() as d:
-        np.savez(Path(d) / "in.npz", bias=bias, steps=steps)
-        res = subprocess.run([py, str(runner), str(source), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"the Lava runner failed:\n{res.stderr[-3000:]}")
-        out = np.load(Path(d) / "out.npz")
-        firing = [p for p in graph.populations if p.neuron.kind != "readout"]
-        spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1) for k, p in enumerate(firing)}
-        v = torch.from_numpy(out["v_readout"][:, -1])
-    return {"spikes": spikes, "v_readout": v}
+    out = run_lava_script(runner, source, {"bias": bias, "steps": steps}, lava_python)
+    firing = [p for p in graph.populations if p.neuron.kind != "readout"]
+    spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1) for k, p in enumerate(firing)}
+    return {"spikes": spikes, "v_readout": torch.from_numpy(out["v_readout"][:, -1])}
 
 
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
@@ -139,24 +172,10 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         "backend": backend, "samples": int(len(y)), "timesteps": T, "accuracy": correct / len(y),
         "steps_per_sample": steps if backend != "float" else T,
         "steps_computed": ("every chip step" if backend == "lava" or (backend == "fxp" and (all_steps or save_spikes))
-                           else "each layer's T-step window" if backend == "fxp" else "T steps, no latency"), "split": "test", "dataset": ds["name"],
+                           else "each layer's T-step window" if backend == "fxp" else "T steps, no latency"),
+        "split": "test", "dataset": ds["name"],
         "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
-        "neurodistill_version": __version__,
-        "layers": [{k: layer[k] for k in ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate",
-                                            "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates", "pipeline_spikes")}
-                   for layer in counts["layers"]],
-        "firing_rate_neuron_weighted": counts["firing_rate_neuron_weighted"],
-        "firing_rate_mean_of_layers": counts["firing_rate_mean_of_layers"],
-        "totals": counts["totals"], "conventions": counts["conventions"],
+        "neurodistill_version": __version__, **count_fields(counts),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    if not save_spikes:
-        (out / "spikes.h5").unlink(missing_ok=True)  # an older run's spikes would not belong to this simulation.json
-    if save_spikes:
-        from .spikes_nir import write_spikes
-
-        v = [r[1] for r in recorded]
-        write_spikes(out / "spikes.h5", graph, {k: torch.cat([r[0][k] for r in recorded], 1) for k in recorded[0][0]},
-                     torch.cat(v, 1) if all(x is not None for x in v) else None)
-    atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
+    write_simulation(out, sim, graph, recorded if save_spikes else None)
     return sim

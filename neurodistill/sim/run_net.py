@@ -15,9 +15,6 @@ after the last step when it never fires, else of its spike counts).
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -28,9 +25,9 @@ from .. import __version__
 from ..errors import ConfigError, DatasetError
 from ..export.graph import INPUT, DeployGraph
 from ..report.counters import count, merge_counts
-from ..train.checkpoint import atomic_write
 from .fxp_spikes import input_mode, run_fxp_spike_input
 from .netx_reader import read_netx
+from .run import LAYER_KEYS, count_fields, resolve_device, run_lava_script, write_simulation
 
 RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx_spikes.py"
 
@@ -94,20 +91,9 @@ def load_inputs(path: Path, graph: DeployGraph, steps: int | None) -> tuple[np.n
 
 
 def _lava_run(net: Path, x: np.ndarray, steps: int, mode: str, graph: DeployGraph, lava_python: str | None) -> dict:
-    from .run import find_lava_python
-
-    py = find_lava_python(lava_python)
-    with tempfile.TemporaryDirectory() as d:
-        np.savez(Path(d) / "in.npz", steps=steps, **{"spikes" if mode == "spikes" else "bias": x})
-        res = subprocess.run([py, str(RUNNER), str(net), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"the Lava runner failed:\n{res.stderr[-3000:]}")
-        out = np.load(Path(d) / "out.npz")
-        spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1)
-                  for k, p in enumerate(graph.populations)}
-        v = torch.from_numpy(out["v_last"]).long().transpose(0, 1)
-    return {"spikes": spikes, "v_readout_steps": v}
+    out = run_lava_script(RUNNER, net, {"steps": steps, "spikes" if mode == "spikes" else "bias": x}, lava_python)
+    spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1) for k, p in enumerate(graph.populations)}
+    return {"spikes": spikes, "v_readout_steps": torch.from_numpy(out["v_last"]).long().transpose(0, 1)}
 
 
 def predict(graph: DeployGraph, run: dict) -> torch.Tensor:
@@ -122,8 +108,6 @@ def predict(graph: DeployGraph, run: dict) -> torch.Tensor:
 def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps: int | None = None,
                  batch_size: int = 64, lava_python: str | None = None, save_spikes: bool = False,
                  device: str = "auto") -> dict:
-    from .run import resolve_device
-
     dev = resolve_device(device)
     if backend not in ("fxp", "lava"):
         raise ConfigError(f"--backend {backend!r} is not allowed for a .net file; choose fxp or lava")
@@ -159,25 +143,11 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
         "accuracy": correct / len(x) if labels is not None else None, "input": mode,
         "net": str(net), "net_sha256": hashlib.sha256(net.read_bytes()).hexdigest(),
         "inputs": str(inputs), "model": net.stem, "neurodistill_version": __version__,
-        "layers": [{k: layer[k] for k in ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate",
-                                            "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates")}
-                   for layer in counts["layers"]],
-        "firing_rate_neuron_weighted": counts["firing_rate_neuron_weighted"],
-        "firing_rate_mean_of_layers": counts["firing_rate_mean_of_layers"],
-        "totals": counts["totals"],
-        "conventions": {**counts["conventions"],
-                        "window": "every step of the run (netx runs a .net file from rest, with no reset)",
-                        "dense_ops": counts["conventions"]["dense_ops"] + " (of the file's layers)"},
+        **count_fields(counts, LAYER_KEYS[:-1]),  # every step is counted: no pipeline fill
     }
+    sim["conventions"].update({"window": "every step of the run (netx runs a .net file from rest, with no reset)",
+                               "dense_ops": sim["conventions"]["dense_ops"] + " (of the file's layers)"})
     if any(s.source == INPUT for s in graph.synapses) and mode == "spikes":
         sim["conventions"]["acs"] += "; the input spikes feed the first layer on chip (ACs, not MACs)"
-    out.mkdir(parents=True, exist_ok=True)
-    if not save_spikes:
-        (out / "spikes.h5").unlink(missing_ok=True)  # an older run's spikes would not belong to this simulation.json
-    if save_spikes:
-        from .spikes_nir import write_spikes
-
-        spikes = {k: torch.cat([r["spikes"][k] for r in recorded], 1) for k in recorded[0]["spikes"]}
-        write_spikes(out / "spikes.h5", graph, spikes, torch.cat([r["v_readout_steps"] for r in recorded], 1))
-    atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
+    write_simulation(out, sim, graph, [(r["spikes"], r["v_readout_steps"]) for r in recorded] if save_spikes else None)
     return sim

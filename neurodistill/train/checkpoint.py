@@ -36,6 +36,18 @@ def atomic_write(path: str | Path, write) -> None:
         raise
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's value; a `CheckpointError` naming the file when it cannot be read or parsed."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON ({' '.join(str(e).split())})") from None
+    except OSError as e:
+        raise CheckpointError(f"{str(path)!r} cannot be read ({e.strerror or e})") from None
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     body = {"format": FORMAT, "format_version": FORMAT_VERSION, "neurodistill_version": __version__, **payload}
     atomic_write(path, lambda tmp: torch.save(body, tmp))

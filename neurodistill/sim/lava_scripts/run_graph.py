@@ -1,7 +1,8 @@
 """Run a bundle's deployment graph (`deploy.h5`) in Lava (fixed_pt), residual graphs included.
 
-Runs with the Lava interpreter (.venv-lava, Python 3.10); imports nothing from neurodistill and
-reads `deploy.h5` with h5py (layout: neurodistill/export/graph_io.py). Files in, files out:
+Runs with the Lava interpreter (.venv-lava, Python 3.10); imports nothing from neurodistill (only
+`start_from_rest` from its sibling run_netx.py) and reads `deploy.h5` with h5py (layout:
+neurodistill/export/graph_io.py). Files in, files out:
     python run_graph.py DEPLOY_H5 INPUT.npz OUT.npz
 INPUT.npz and OUT.npz are as for run_netx.py: `bias` (N, *encoding population shape) int, the
 host's encoding output as bias mantissas, and `steps`; OUT.npz gets `spikes_<k>` (N, steps,
@@ -25,8 +26,12 @@ then keeps every even weight in [-256, 254] (the grid neurodistill quantizes to)
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_netx import start_from_rest  # noqa: E402
 
 
 def whc(shape) -> tuple:
@@ -142,17 +147,6 @@ def build(pops: list[dict], syns: list[dict], steps: int, bias0: np.ndarray):
         out.connect(dst.a_in)  # several connections into one a_in are summed
         synapses.append(proc)
     return lif, synapses, next(iter(enc))
-
-
-def start_from_rest(lifs, synapses) -> None:
-    """Every sample starts on a chip at rest (neuron states and synaptic buffers, delay lines
-    included, zero), as the batched simulator assumes."""
-    for p in lifs:
-        for var in (p.u, p.v):
-            var.set(np.zeros(var.shape, dtype=np.int32))
-    for s in synapses:
-        buf = getattr(s, "a_buf", None) or getattr(s, "a_buff", None)
-        buf.set(np.zeros(buf.shape, dtype=np.int32))
 
 
 def main(graph_path: str, in_path: str, out_path: str) -> int:

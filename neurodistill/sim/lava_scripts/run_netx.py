@@ -19,14 +19,14 @@ def to_lava(a: np.ndarray) -> np.ndarray:
     return a.transpose(tuple(range(a.ndim))[::-1])  # (C, H, W) -> (W, H, C)
 
 
-def start_from_rest(layers) -> None:
+def start_from_rest(neurons, synapses) -> None:
     """Every sample starts on a chip at rest, as the batched simulator assumes: without this a
     layer would carry the previous sample's tail (its state and its synapse's last
-    accumulation) into the steps before its staggered reset."""
-    for layer in layers:
-        for var in (layer.neuron.u, layer.neuron.v):
+    accumulations, delay lines included) into the steps before its staggered reset."""
+    for neuron in neurons:
+        for var in (neuron.u, neuron.v):
             var.set(np.zeros(var.shape, dtype=np.int32))
-        syn = getattr(layer, "synapse", None)
+    for syn in synapses:
         buf = getattr(syn, "a_buf", None) or getattr(syn, "a_buff", None)
         if buf is not None:
             buf.set(np.zeros(buf.shape, dtype=np.int32))
@@ -60,7 +60,7 @@ def main(net_path: str, in_path: str, out_path: str) -> int:
                 layers[0].neuron.bias_mant.init = to_lava(bias[i])
             else:
                 layers[0].neuron.bias_mant.set(to_lava(bias[i]))
-                start_from_rest(layers)
+                start_from_rest([layer.neuron for layer in layers], [getattr(layer, "synapse", None) for layer in layers])
             net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         out = {}
         for k, (layer, mon) in enumerate(zip(layers, monitors, strict=True)):
