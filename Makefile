@@ -11,12 +11,17 @@ VENV := .venv
 LAVA_VENV := .venv-lava
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Peak disk use while pip installs each environment (downloaded wheels + installed files), measured
+# on a fresh clone: .venv ends at 5.3 GiB, .venv-lava at 5.6 GiB (most of it NVIDIA libraries).
+VENV_GIB := 8.5
+LAVA_VENV_GIB := 8.5
 
 .PHONY: demo test lava-env bench compare lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "neurodistill needs Python >= 3.11 (spikingjelly 2.x); '$(PYTHON)' is $$($(PYTHON) --version 2>&1). Use make PYTHON=python3.11" >&2; exit 1; }
+	@test -x $(PY) || scripts/check-disk.sh . $(VENV_GIB) "the main environment (.venv, with PyPI's CUDA build of torch)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
@@ -24,7 +29,8 @@ $(VENV)/.installed: pyproject.toml
 $(LAVA_VENV)/.installed: requirements-lava.txt neurodistill/sim/lava_scripts/smoke.py
 	@LAVA_PY=$$(scripts/find-python310.sh) || exit 1; \
 	echo "Lava environment with $$LAVA_PY"; \
-	test -x $(LAVA_VENV)/bin/python || "$$LAVA_PY" -m venv $(LAVA_VENV)
+	test -x $(LAVA_VENV)/bin/python || { scripts/check-disk.sh . $(LAVA_VENV_GIB) \
+	  "the Lava environment (.venv-lava: lava-dl pins torch 2.3, a CUDA 12 build)" && "$$LAVA_PY" -m venv $(LAVA_VENV); }
 	$(LAVA_VENV)/bin/python -m pip install --quiet -r requirements-lava.txt
 	$(LAVA_VENV)/bin/python neurodistill/sim/lava_scripts/smoke.py
 	touch $@
