@@ -12,9 +12,10 @@ LAVA_VENV := .venv-lava
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Peak disk use while pip installs each environment (downloaded wheels + installed files), measured
-# on a fresh clone: .venv ends at 5.3 GiB, .venv-lava at 5.6 GiB (most of it NVIDIA libraries).
+# on a fresh clone: .venv peaks at ~8.2 GiB and ends at 5.3; .venv-lava, its CUDA libraries installed
+# one by one (requirements-lava-cuda.txt), peaks at 6.6 and ends at 5.6 (most of it NVIDIA's).
 VENV_GIB := 8.5
-LAVA_VENV_GIB := 8.5
+LAVA_VENV_GIB := 7
 
 .PHONY: demo test lava-env bench compare lint clean
 
@@ -26,11 +27,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(LAVA_VENV)/.installed: requirements-lava.txt neurodistill/sim/lava_scripts/smoke.py
+$(LAVA_VENV)/.installed: requirements-lava.txt requirements-lava-cuda.txt neurodistill/sim/lava_scripts/smoke.py
 	@LAVA_PY=$$(scripts/find-python310.sh) || exit 1; \
 	echo "Lava environment with $$LAVA_PY"; \
 	test -x $(LAVA_VENV)/bin/python || { scripts/check-disk.sh . $(LAVA_VENV_GIB) \
 	  "the Lava environment (.venv-lava: lava-dl pins torch 2.3, a CUDA 12 build)" && "$$LAVA_PY" -m venv $(LAVA_VENV); }
+	@grep -v -e '^#' -e '^$$' requirements-lava-cuda.txt | while read -r req; do \
+	  echo "pip install '$$req'"; $(LAVA_VENV)/bin/python -m pip install --quiet "$$req" || exit 1; done
 	$(LAVA_VENV)/bin/python -m pip install --quiet -r requirements-lava.txt
 	$(LAVA_VENV)/bin/python neurodistill/sim/lava_scripts/smoke.py
 	touch $@
