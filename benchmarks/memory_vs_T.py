@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import _rss_now, machine, print_row, write_result  # noqa: E402
+from train_step import machine, measure_step, print_row, write_result  # noqa: E402
 
 METHODS = ("bptt", "rate")
 LIMIT = 1.25  # rate backprop: peak(T=8) / peak(T=2) must not exceed this
@@ -63,28 +61,12 @@ def one(method: str, model: str, T: int, batch: int, steps: int, device: str) ->
         loss.backward()
         opt.step()
 
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _rss_now()
-    step()  # warm-up: allocator, kernels, optimizer state
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    m = measure_step(step, dev, steps)
+    times = m.pop("step_seconds")
     seconds = min(times)  # the best step: the least disturbed by other load on a shared machine
-    if dev.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(), "cuda_max_memory_allocated"
-    else:
-        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
     return {"method": method, "model": model, "timesteps": T, "batch": batch, "device": device,
             "seconds_per_step": seconds, "seconds_per_step_mean": sum(times) / steps, "images_per_s": batch / seconds,
-            "peak_memory_bytes": int(peak), "step_peak_bytes": int(peak - base), "memory_kind": kind}
+            **m}
 
 
 def summarise(rows: list[dict], timesteps: list[int]) -> dict:

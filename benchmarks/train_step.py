@@ -48,8 +48,19 @@ def one(model: str, T: int, batch: int, steps: int, device: str, backend: str) -
         loss.backward()
         opt.step()
 
-    # Memory before any step (model and batch allocated): the step's own peak is measured from here,
-    # and includes the optimizer state that the first step allocates.
+    m = measure_step(step, dev, steps)
+    seconds = sum(m["step_seconds"]) / steps
+    return {"model": model, "timesteps": T, "batch": batch, "device": device, "backend": backend,
+            "seconds_per_step": seconds, "images_per_s": batch / seconds,
+            **{k: v for k, v in m.items() if k != "step_seconds"}}
+
+
+def measure_step(step, dev, steps: int) -> dict:
+    """Time `steps` calls of a training step after one warm-up, and its peak memory: process peak RSS
+    (CPU) or torch's peak allocation (CUDA), and that peak minus the memory held before the first
+    step (model and batch allocated), which so includes the optimizer state the first step makes."""
+    import torch
+
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -57,19 +68,19 @@ def one(model: str, T: int, batch: int, steps: int, device: str, backend: str) -
     else:
         base = _rss_now()
     step()  # warm-up: allocator, kernels, optimizer state
-    t0 = time.perf_counter()
+    times = []
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - t0) / steps
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
     if dev.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(), "cuda_max_memory_allocated"
     else:
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
-    return {"model": model, "timesteps": T, "batch": batch, "device": device, "backend": backend,
-            "seconds_per_step": seconds, "images_per_s": batch / seconds,
-            "peak_memory_bytes": int(peak), "step_peak_bytes": int(peak - base), "memory_kind": kind}
+    return {"step_seconds": times, "peak_memory_bytes": int(peak), "step_peak_bytes": int(peak - base),
+            "memory_kind": kind}
 
 
 def write_result(name: str, payload: dict) -> Path:
