@@ -49,11 +49,13 @@ def test_find_python310_rejects_a_wrong_lava_python():
 
 
 def test_find_python310_explains_what_to_install_when_none(tmp_path):
-    bare = "/usr/bin:/bin"
-    if shutil.which("python3.10", path=bare):
-        pytest.skip("this machine has a system python3.10")
-    env = {"PATH": bare, "HOME": str(tmp_path)}
-    res = _run([FIND], env=env)
+    # A PATH holding only the tools the script uses, and a HOME without pyenv: no Python 3.10 anywhere.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "cat", "ls", "sort"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    res = subprocess.run([str(bin_dir / "bash"), str(FIND)], capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 1
     assert "No Python 3.10 found" in res.stderr and "LAVA_PYTHON=" in res.stderr
 
