@@ -64,10 +64,35 @@ def test_cifar10_accepts_the_batches_folder_itself_and_full_augmentation(tmp_pat
     folder = _cifar10(tmp_path)
     opts = DataOptions(augment=True, autoaugment=True, cutout=8)
     train, test, _ = load_dataset("cifar10", folder, opts)
+    mean = torch.tensor((0.4914, 0.4822, 0.4465)).view(3, 1, 1)
+    std = torch.tensor((0.2023, 0.1994, 0.2010)).view(3, 1, 1)
+
+    def by_hand(rows: np.ndarray, i: int) -> torch.Tensor:  # the unaugmented tensor, from the bytes written
+        return (torch.from_numpy(rows[i].reshape(3, 32, 32).astype(np.float32)) / 255 - mean) / std
+
     torch.manual_seed(0)
     x, _ = train[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
-    # The test split never augments: the same image twice is the same tensor.
+    plain = [by_hand(_images(4, b), j) for b in range(1, 6) for j in range(4)]  # train order: batch 1..5
+    moved = 0
+    for i in range(len(train)):
+        x, _ = train[i]
+        # Cutout(8) zeroes one square, after normalisation; no CIFAR byte normalises to exactly 0, and
+        # crop padding or AutoAugment fill (byte 0) does not either, so exact zeros are the square.
+        zero = (x == 0).all(0)
+        rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+        assert 4 <= len(rows) <= 8 and 4 <= len(cols) <= 8, f"sample {i}: no Cutout square"
+        assert zero.sum() == len(rows) * len(cols) and rows[-1] - rows[0] + 1 == len(rows)
+        assert cols[-1] - cols[0] + 1 == len(cols)
+        assert not torch.isclose(plain[i], torch.zeros(())).all(0).any()
+        moved += not torch.allclose(x[:, ~zero], plain[i][:, ~zero], atol=1e-5)  # crop/flip/AutoAugment
+    assert moved >= len(train) // 2, f"only {moved} of {len(train)} samples changed outside the Cutout square"
+    # Two draws of the same index differ (fresh randomness each time).
+    a, b = train[3][0], train[3][0]
+    assert not torch.equal(a, b)
+    # The test split never augments: it is the hand-normalised image, every time.
+    test_rows = _images(3, 0)
+    assert torch.allclose(test[1][0], by_hand(test_rows, 1), atol=1e-5)
     assert torch.equal(test[1][0], test[1][0])
 
 

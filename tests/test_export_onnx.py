@@ -203,13 +203,38 @@ def test_not_a_checkpoint_is_a_checkpoint_error(tmp_path):
 
 
 def test_onnx_graph_unrolled_with_elementwise_lif(tmp_path):
-    model = create_model("snn_digits", 10, 1).eval()
+    import onnxruntime as ort
+    from spikingjelly.activation_based import base
+
+    torch.manual_seed(3)
+    model = create_model("snn_digits", 10, 1)
+    randomize_bn(model)  # random-init BN statistics leave the second population silent
+    model.eval()
     export_onnx(model, tmp_path / "snn.onnx", (1, 8, 8), 3)
     ops = [n.op_type for n in onnx.load(str(tmp_path / "snn.onnx")).graph.node]
     # two conv layers per step, three steps; neurons as comparisons, no custom ops
     assert ops.count("Conv") == 6 and ops.count("GreaterOrEqual") == 6
     assert {n.domain for n in onnx.load(str(tmp_path / "snn.onnx")).graph.node} <= {""}
-    assert np.isfinite(verify_onnx(tmp_path / "snn.onnx", model, torch.randn(3, 1, 1, 8, 8)))
+
+    x = 2 * torch.randn(3, 4, 1, 8, 8)
+    # the truth: spikingjelly's own multi-step neurons, spikes counted per population by hooks
+    fired: dict[str, int] = {}
+    neurons = [(n, m) for n, m in model.named_modules() if isinstance(m, base.MemoryModule) and hasattr(m, "v_threshold")]
+    assert len(neurons) == 2
+    for name, m in neurons:
+        m.register_forward_hook(lambda mod, args, out, name=name: fired.__setitem__(name, int(out.sum())))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert all(n > 0 for n in fired.values()), f"a population never spikes, the comparison would be vacuous: {fired}"
+    _, _, margin = spike_stats(model, x)
+    assert margin > MARGIN, f"a neuron is {margin:.2g} from threshold; pick another seed"
+    # onnxruntime run here, not through verify_onnx (the product's own check)
+    session = ort.InferenceSession(str(tmp_path / "snn.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"x": x.numpy().astype(np.float32)})
+    assert got.shape == expected.shape == (3, 4, 10)
+    assert np.abs(got - expected).max() <= ATOL
+    assert np.abs(expected[0] - expected[-1]).max() > 1e-3, "logits do not change over time: the spikes do not matter"
+    assert verify_onnx(tmp_path / "snn.onnx", model, x) <= ATOL
 
 
 def test_bundle_failure_leaves_nothing(trained, tmp_path, monkeypatch):

@@ -7,6 +7,15 @@ file: `inspect` (read_manifest, render), `simulate` (fxp, a handful of samples),
 a few fixed-point steps of what it read), `from_nir_to_torch`. A `NeurodistillError` with a
 one-line message, or a valid result, passes; any other exception, a multi-line message, a
 half-written `simulation.json` or a case over its time limit fails with the case id.
+
+Oracle: the pristine bundle is run once through the same consumers. Each mutated file is
+compared with the pristine one (parsed JSON; HDF5 objects, attributes, dataset shapes, dtypes
+and values), and a consumer's 'ok' is accepted only if its output equals the pristine output,
+or every difference is legitimate data (`legit_change`: integer weights on the 8-bit grid,
+biases and thresholds within their Loihi ranges, finite float parameters, the manifest's test
+dataset, and the manifest fields `inspect` only displays). A structural change (shapes, stride,
+depth, source/target, reset and timing attributes, deleted datasets or groups, dtypes, a file
+h5py cannot open) must give a typed error or the pristine output.
 """
 
 from __future__ import annotations
@@ -397,63 +406,208 @@ def _on_alarm(signum, frame):
     raise CaseTimeout()
 
 
-def _typed(fn: Callable[[], object]) -> str:
-    """Run one consumer: 'ok', or the name of the typed error (whose message must be one line)."""
+def _typed(fn: Callable[[], object], outputs: dict | None = None, key: str = "") -> str:
+    """Run one consumer: 'ok', or the name of the typed error (whose message must be one line).
+    With `outputs`, what an 'ok' run returned is kept under `key` for the oracle."""
     try:
-        fn()
-        return "ok"
+        value = fn()
     except NeurodistillError as e:
         assert "\n" not in str(e) and str(e).strip(), f"not a one-line message: {str(e)!r}"
         return type(e).__name__
+    if outputs is not None:
+        outputs[key] = value
+    return "ok"
 
 
-def consume(bundle: Path, changed: str, out: Path) -> dict[str, str]:
-    """Run what reads the changed file; assert the result is valid when it is not a typed error."""
+# simulation.json fields that name the bundle or label it rather than describe what ran
+SIM_LABELS = ("bundle", "bundle_manifest_sha256", "model", "neurodistill_version")
+
+
+def _sim_output(out: Path) -> dict:
+    sim = json.loads((out / "simulation.json").read_text())
+    return {k: v for k, v in sim.items() if k not in SIM_LABELS}
+
+
+def consume(bundle: Path, changed: str, out: Path, outputs: dict | None = None) -> dict[str, str]:
+    """Run what reads the changed file; assert the result is valid when it is not a typed error.
+
+    `outputs` (if given) receives each 'ok' consumer's output, for comparison with the pristine run."""
     from neurodistill.export.inspect import render
     from neurodistill.sim.run import simulate
 
+    outputs = {} if outputs is None else outputs
     res = {}
     if changed in ("manifest.json", "deploy.h5"):
-        res["inspect"] = _typed(lambda: render(bundle))
+        res["inspect"] = _typed(lambda: render(bundle).replace(str(bundle), "<bundle>"), outputs, "inspect")
         res["simulate"] = _typed(lambda: simulate(bundle, out, samples=6, batch_size=4))
         if res["simulate"] == "ok":
             sim = json.loads((out / "simulation.json").read_text())
             assert sim["samples"] == 6 and 0 <= sim["accuracy"] <= 1 and sim["layers"], sim
             assert all(math.isfinite(x["spikes"]) for x in sim["layers"])
+            outputs["simulate"] = _sim_output(out)
             res["simulate-float"] = _typed(lambda: simulate(bundle, out / "float", backend="float", samples=3))
+            if res["simulate-float"] == "ok":
+                outputs["simulate-float"] = _sim_output(out / "float")
         else:
             assert not (out / "simulation.json").exists(), "simulation.json written by a failed simulate"
     if changed == "network.net":
-        res["read_netx"] = _typed(lambda: _netx_run(bundle / "network.net"))
+        res["read_netx"] = _typed(lambda: _netx_run(bundle / "network.net"), outputs, "read_netx")
     if changed == "network.nir":
-        res["nir"] = _typed(lambda: _nir_run(bundle / "network.nir"))
+        res["nir"] = _typed(lambda: _nir_run(bundle / "network.nir"), outputs, "nir")
     return res
 
 
-def _netx_run(path: Path) -> None:
-    """read_netx, then a few fixed-point steps of the graph it read: a valid graph runs."""
+def _netx_run(path: Path) -> dict[str, np.ndarray]:
+    """read_netx, then a few fixed-point steps of the graph it read (fixed seeded input): its spikes and voltages."""
     from neurodistill.report.counters import count
     from neurodistill.sim.fxp_spikes import input_mode, run_fxp_spike_input
     from neurodistill.sim.netx_reader import read_netx
 
     graph = read_netx(path)
-    steps = 3
+    steps = 6  # enough for spikes to reach the second population (the oracle compares them)
+    gen = torch.Generator().manual_seed(7)
     if input_mode(graph) == "bias":
-        bias = torch.randint(-50, 50, (2, *graph.populations[0].shape))
+        bias = torch.randint(-125, 500, (2, *graph.populations[0].shape), generator=gen)
         run = run_fxp_spike_input(graph, None, steps, in_bias=bias)
         count(graph, run["spikes"], steps, pipelined=False)
     else:
-        spikes = torch.rand(steps, 2, *graph.input_shape) < 0.3
+        spikes = torch.rand(steps, 2, *graph.input_shape, generator=gen) < 0.3
         run = run_fxp_spike_input(graph, spikes, steps)
         count(graph, run["spikes"], steps, pipelined=False, input_spikes=spikes)
+    out = {f"spikes/{k}": v.numpy() for k, v in run["spikes"].items()}
+    out["v_readout_steps"] = run["v_readout_steps"].numpy()
+    return out
 
 
-def _nir_run(path: Path) -> None:
+NIR_INPUT = torch.rand(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 4  # (T, B, C, H, W)
+
+
+def _nir_run(path: Path) -> np.ndarray:
+    """The NIR graph imported into torch, run on a fixed input: its output per step."""
     from neurodistill.export.nir_float import from_nir_to_torch
 
-    from_nir_to_torch(path)
+    module = from_nir_to_torch(path)
+    try:
+        with torch.no_grad():
+            return module(NIR_INPUT).numpy()
+    except RuntimeError as e:  # an importable graph that cannot run on the bundle's input shape
+        return np.array([f"RuntimeError: {e}"])
 
 
+def _same(a, b) -> bool:
+    """Outputs equal: JSON-like values exactly, arrays in shape, dtype and every value (NaN == NaN)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    return a == b
+
+
+# --- the oracle's view of a change: what differs between the pristine and the mutated file ----------
+
+def _h5_snapshot(path: Path) -> dict | None:
+    """{object path: ('group', attrs) or ('dataset', dtype, shape, values, attrs)}; None if h5py cannot read it all."""
+    snap: dict = {}
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name, o):
+                attrs = {k: np.asarray(v).tolist() if not isinstance(v, str | bytes) else v for k, v in o.attrs.items()}
+                if isinstance(o, h5py.Dataset):
+                    snap[name] = ("dataset", o.dtype.str, o.shape, np.asarray(o[()]), attrs)
+                else:
+                    snap[name] = ("group", attrs)
+            visit("/", f)
+            f.visititems(visit)
+    except Exception:  # noqa: BLE001 - any failure to read it means: damaged
+        return None
+    return snap
+
+
+def _json_paths(a, b, prefix=()) -> list[tuple]:
+    """The paths at which two JSON values differ (leaves, or the first level where the kinds differ)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in a.keys() | b.keys() for p in _json_paths(a.get(k, KeyError), b.get(k, KeyError), (*prefix, k))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True)) for p in _json_paths(x, y, (*prefix, i))]
+    return [] if _same_json(a, b) else [prefix]
+
+
+def _same_json(a, b) -> bool:
+    return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))
+
+
+def _ints_in(v: np.ndarray, lo: int, hi: int, step: int = 1) -> bool:
+    v = np.asarray(v)
+    if v.dtype.kind not in "iuf" or not np.isfinite(v).all():
+        return False
+    return bool((v == np.round(v)).all() and (v >= lo).all() and (v <= hi).all() and (np.round(v) % step == 0).all())
+
+
+def _finite(v: np.ndarray) -> bool:
+    v = np.asarray(v)
+    return v.dtype.kind in "iuf" and bool(np.isfinite(v).all())
+
+
+# Integer datasets (by name) whose values are data: any value on the Loihi grid is a valid network.
+LEGIT_H5_VALUES: dict[str, dict[str, Callable[[np.ndarray], bool]]] = {
+    "deploy.h5": {"weight_int": lambda v: _ints_in(v, -256, 254, 2), "bias_mant": lambda v: _ints_in(v, -4096, 4095),
+                  "weight": _finite, "float_bias": _finite},
+    "network.net": {"weight": lambda v: _ints_in(v, -256, 254, 2), "bias": lambda v: _ints_in(v, -4096, 4095),
+                    "vThMant": lambda v: _ints_in(v, 0, 2**17 - 1), "vDecay": lambda v: _ints_in(v, 0, 4096),
+                    "iDecay": lambda v: _ints_in(v, 0, 4096)},
+    "network.nir": {k: _finite for k in ("weight", "bias", "tau", "r", "v_threshold", "v_leak", "v_reset", "scale")},
+}
+# JSON attributes of deploy.h5 whose values are data (thresholds and the op count for the report).
+LEGIT_H5_ATTRS = {"v_th_mant": lambda v: isinstance(v, int) and 0 <= v <= 2**17 - 1,
+                  "dense_ops": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+
+
+def legit_change(name: str, pristine: Path, mutated: Path, consumer: str) -> tuple[bool, str]:
+    """(whether every difference of `name` from the pristine bundle is legitimate data for `consumer`, why)."""
+    if not (mutated / name).exists():
+        return False, "file deleted"
+    if name == "manifest.json":
+        try:
+            new = json.loads((mutated / name).read_text())
+        except ValueError:
+            return False, "manifest is not JSON"
+        paths = _json_paths(json.loads((pristine / name).read_text()), new)
+        if consumer == "inspect":  # inspect displays the manifest: what it shows is what the file says
+            return True, "inspect shows the manifest's values"
+        bad = [p for p in paths if not (p and p[0] == "dataset")]  # the test set to simulate on is the user's choice
+        return not bad, f"manifest paths changed: {['.'.join(map(str, p)) for p in bad][:3]}"
+    before, after = _h5_snapshot(pristine / name), _h5_snapshot(mutated / name)
+    if after is None:
+        return False, "h5py cannot read the mutated file"
+    why = []
+    for key in before.keys() | after.keys():
+        a, b = before.get(key), after.get(key)
+        if a is None or b is None or a[0] != b[0]:
+            why.append(f"{key} added/removed")
+            continue
+        attrs_a, attrs_b = a[-1], b[-1]
+        for k in attrs_a.keys() | attrs_b.keys():
+            if attrs_a.get(k, KeyError) == attrs_b.get(k, KeyError):
+                continue
+            ok = k in LEGIT_H5_ATTRS and k in attrs_b and name == "deploy.h5"
+            if ok:
+                try:
+                    ok = LEGIT_H5_ATTRS[k](json.loads(attrs_b[k]))
+                except (TypeError, ValueError):
+                    ok = False
+            if not ok:
+                why.append(f"{key}@{k}")
+        if a[0] == "dataset":
+            # a numeric dtype is not structure (netx stores integers as floats): the value checks decide
+            numeric = a[3].dtype.kind in "iuf" and b[3].dtype.kind in "iuf"
+            if a[2] != b[2] or (a[1] != b[1] and not numeric):
+                why.append(f"{key} dtype/shape {a[1:3]} -> {b[1:3]}")
+            elif a[1] != b[1] or not np.array_equal(a[3], b[3], equal_nan=a[3].dtype.kind == "f"):
+                check = LEGIT_H5_VALUES[name].get(key.rsplit("/", 1)[-1])
+                if check is None or not check(b[3]):
+                    why.append(f"{key} values")
+    return not why, f"structural: {why[:3]}"
 def test_fuzz_bundle_files(tiny_bundle, tmp_path):
     all_cases = cases()
     assert len(all_cases) >= 200
@@ -462,6 +616,14 @@ def test_fuzz_bundle_files(tiny_bundle, tmp_path):
     failures: list[str] = []
     slowest = (0.0, "")
     t_all = time.perf_counter()
+    pristine: dict[str, dict] = {}  # the oracle: every consumer's output on the unchanged bundle
+    for name in FILES:
+        shutil.copytree(tiny_bundle, tmp_path / "pristine", dirs_exist_ok=True)
+        pristine[name] = {}
+        res = consume(tmp_path / "pristine", name, tmp_path / f"pristine-o-{name}", pristine[name])
+        assert set(res.values()) == {"ok"}, (name, res)
+    accepted_changes: Counter = Counter()
+    accepted_cases: list[str] = []
     try:
         for i, (case_id, name, mutate) in enumerate(all_cases):
             rng = random.Random(SEED * 1000 + i)
@@ -472,7 +634,18 @@ def test_fuzz_bundle_files(tiny_bundle, tmp_path):
             signal.alarm(CASE_SECONDS)
             try:
                 what = mutate(b, rng)
-                outcomes.update(f"{k}:{v}" for k, v in consume(b, name, tmp_path / f"o{i}").items())
+                got: dict = {}
+                res = consume(b, name, tmp_path / f"o{i}", got)
+                outcomes.update(f"{k}:{v}" for k, v in res.items())
+                for consumer, value in got.items():
+                    if _same(value, pristine[name][consumer]):
+                        continue
+                    legit, why = legit_change(name, tiny_bundle, b, consumer)
+                    if not legit:
+                        raise AssertionError(f"{consumer} gave a result that differs from the pristine bundle's "
+                                             f"for a change that is not legitimate data ({why})")
+                    accepted_changes[consumer] += 1
+                    accepted_cases.append(f"{case_id} {consumer} ({what})")
             except CaseTimeout:
                 failures.append(f"case {case_id} ({what}): no result within {CASE_SECONDS} s (a hang)")
             except Exception as e:  # noqa: BLE001 - the point of the test: name the case, go on, fail at the end
@@ -488,7 +661,8 @@ def test_fuzz_bundle_files(tiny_bundle, tmp_path):
         signal.signal(signal.SIGALRM, old)
     total = time.perf_counter() - t_all
     print(f"\n{len(all_cases)} fuzz cases in {total:.1f} s (slowest {slowest[1]}: {slowest[0]:.2f} s); "
-          f"outcomes: {dict(sorted(outcomes.items()))}")
+          f"outcomes: {dict(sorted(outcomes.items()))}; ok and different from pristine (legitimate data): "
+          f"{dict(accepted_changes)}" + "".join(f"\n  {c}" for c in accepted_cases))
     assert not failures, f"{len(failures)} of {len(all_cases)} cases crashed:\n" + "\n".join(failures)
     # the fuzzer reaches both sides: valid results and typed errors, for each consumer
     for consumer in ("inspect", "simulate", "read_netx", "nir"):
@@ -499,8 +673,22 @@ def test_fuzz_bundle_files(tiny_bundle, tmp_path):
 def test_pristine_tiny_bundle_is_valid(tiny_bundle, tmp_path):
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)
+    outputs: dict = {}
     for name in FILES:
-        res = consume(b, name, tmp_path / "o")
+        res = consume(b, name, tmp_path / "o", outputs)
         assert set(res.values()) == {"ok"}, (name, res)
     sim = json.loads((tmp_path / "o" / "simulation.json").read_text())
     assert sum(x["spikes"] for x in sim["layers"]) > 0
+    # the oracle's outputs mean something: the netx run and the NIR import spike and vary with the input
+    netx_spikes = {k: int(v.sum()) for k, v in outputs["read_netx"].items() if k.startswith("spikes/")}
+    assert len(netx_spikes) == 3 and all(list(netx_spikes.values())[:2]), netx_spikes  # the readout never fires
+    assert np.isfinite(outputs["nir"]).all() and np.ptp(outputs["nir"]) > 0
+    # and the oracle catches a change: one weight moved on the grid is legitimate data, a stride is not
+    with h5py.File(b / "deploy.h5", "r+") as f:
+        w = f["synapses/1/weight_int"]
+        w[0, 0, 0, 0] = 2 if w[0, 0, 0, 0] != 2 else 4
+        f["synapses/1"].attrs["stride"] = json.dumps([1, 1])
+    assert not legit_change("deploy.h5", tiny_bundle, b, "simulate")[0]
+    with h5py.File(b / "deploy.h5", "r+") as f:
+        f["synapses/1"].attrs["stride"] = tiny_stride = h5py.File(tiny_bundle / "deploy.h5")["synapses/1"].attrs["stride"]
+    assert tiny_stride and legit_change("deploy.h5", tiny_bundle, b, "simulate")[0]
