@@ -102,7 +102,9 @@ def conv_net():
     return Net(body, spiking=True), (2, 7, 10)
 
 
-def digits_net(tmp_path_factory):
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """A digits SNN trained for 3 epochs, once for every weight width."""
     from neurodistill.config import resolve
     from neurodistill.train import train
     from neurodistill.train.checkpoint import load_checkpoint
@@ -110,7 +112,7 @@ def digits_net(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("digits-snn")
     train(resolve({"model": "snn_digits", "epochs": 3, "out": str(out)}, {}))
-    return model_from_checkpoint(load_checkpoint(out / "last.pt"), out), (1, 8, 8)
+    return model_from_checkpoint(load_checkpoint(out / "last.pt"), out)
 
 
 def _inputs(shape, n, seed):
@@ -121,15 +123,23 @@ def _inputs(shape, n, seed):
     return np.random.default_rng(seed).uniform(0, 1.5, (n, *shape))
 
 
+@pytest.mark.parametrize("weight_bits", [8, 4])
 @pytest.mark.parametrize("which", ["dense", "conv", "digits"])
-def test_netx_bundle_runs_in_lava_spike_for_spike(which, lava_py, tmp_path, tmp_path_factory):
+def test_netx_bundle_runs_in_lava_spike_for_spike(which, weight_bits, lava_py, tmp_path, request):
+    """Also at 4-bit weights (`--weight-bits 4`): multiples of 32, which Lava's Dense must keep as they are."""
     torch.manual_seed(3)
-    model, shape = {"dense": dense_net, "conv": conv_net}.get(which, lambda: digits_net(tmp_path_factory))()
+    if which == "digits":
+        model, shape = request.getfixturevalue("digits_model"), (1, 8, 8)
+    else:
+        model, shape = {"dense": dense_net, "conv": conv_net}[which]()
     model.eval()
     T, n = 4, 20
     graph = capture(model, shape, timesteps=T)
     calib = _inputs(shape, 64, 1)
-    quantize_graph(graph, 8, encoding_max=float(np.abs(encoding_current(graph, calib)).max()))
+    quantize_graph(graph, weight_bits, encoding_max=float(np.abs(encoding_current(graph, calib)).max()))
+    step = 2 ** (9 - weight_bits)  # 2 for 8 bits, 32 for 4 bits (spec §B.3: the top `bits` bits of 8 kept)
+    for s in (s for s in graph.synapses if not s.host):
+        assert np.all(s.weight_int % step == 0) and s.weight_int.min() >= -256 and s.weight_int.max() <= 256 - step
     net = tmp_path / "network.net"
     write_netx(graph, net)
     x = _inputs(shape, n, 2)
