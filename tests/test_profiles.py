@@ -233,5 +233,25 @@ def test_unknown_name_and_missing_path(tmp_path):
 
 
 def test_counts_vocabulary_matches_counters():
-    # every count a profile may price is a key of counters.count(...)["totals"]
-    assert set(COUNTS) <= {"spikes", "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates"}
+    """Every count a profile may price is a key the counters produce: of `count(...)["totals"]` and of
+    each layer (the report prices both), on a tiny graph counted for real; every shipped profile prices them."""
+    import numpy as np
+    import torch
+
+    from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+    from neurodistill.report.counters import count
+
+    pops = [Population("a", (4,), Neuron("lif"), depth=0), Population("r", (3,), Neuron("readout"), depth=1)]
+    syns = [Synapse("enc", "dense", INPUT, "a", np.ones((4, 2)), (2,), (4,), dense_ops=8),
+            Synapse("fc", "dense", "a", "r", np.ones((3, 4)), (4,), (3,), dense_ops=12)]
+    graph = DeployGraph((2,), pops, syns)
+    spikes = {"a": torch.tensor([[[1, 0, 1, 0]], [[0, 0, 0, 1]]], dtype=torch.bool),  # (T=2, B=1, 4)
+              "r": torch.zeros(2, 1, 3, dtype=torch.bool)}
+    c = count(graph, spikes, 2, pipelined=False)
+    assert c["totals"]["synaptic_events"] == 3 * 3 and c["totals"]["macs"] == 8 * 2  # it really counted
+    assert set(COUNTS) <= set(c["totals"])
+    assert all(set(COUNTS) <= set(layer) for layer in c["layers"])
+    for name in SHIPPED:
+        prof = load_profile(name)
+        assert {k.applies_to for k in prof.constants} <= set(COUNTS), name
+        assert price(c["totals"], prof)["total_j"] >= 0

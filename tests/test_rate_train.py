@@ -235,11 +235,21 @@ def test_esd_checkpoint_exports_and_simulates_as_the_plain_model(tmp_path):
     plain model's with the same weights, and the fixed-point simulator runs the bundle."""
     train(_esd_cfg(tmp_path / "run", epochs=1, timesteps=4))
     assert_exports_as_plain_digits_model(tmp_path / "run" / "best.pt", tmp_path)  # no branch in the bundle
-    res = CliRunner().invoke(main, ["simulate", str(tmp_path / "a"), "--backend", "fxp", "--samples", "32",
-                                    "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / "sim")])
-    assert res.exit_code == 0, res.output
-    sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
-    assert sim["samples"] == 32 and 0.0 <= sim["accuracy"] <= 1.0
+    # the plain model's bundle (tmp_path/b, exported from Python) names no dataset: give it the esd bundle's
+    manifest_a = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    manifest_b = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert "dataset" not in manifest_b
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps({**manifest_b, "dataset": manifest_a["dataset"]}))
+    sims = {}
+    for name in ("a", "b"):
+        res = CliRunner().invoke(main, ["simulate", str(tmp_path / name), "--backend", "fxp", "--samples", "32",
+                                        "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / f"sim-{name}")])
+        assert res.exit_code == 0, res.output
+        sims[name] = json.loads((tmp_path / f"sim-{name}" / "simulation.json").read_text())
+    sim, plain = sims["a"], sims["b"]
+    assert sim["samples"] == plain["samples"] == 32 and 0.0 <= sim["accuracy"] <= 1.0
+    assert sim["layers"] == plain["layers"] and sim["accuracy"] == plain["accuracy"]
+    assert sim["totals"] == plain["totals"] and sim["layers"][0]["spikes"] > 0
 
 
 def test_esd_digits_reaches_the_bar(tmp_path):

@@ -54,6 +54,93 @@ def test_report_files_and_prices(sims, tmp_path):
     tex = (tmp_path / "report.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\begin{table}") == 4  # summary, energy, 2 models
     assert "caption" in tex and "compute-only" in tex
+    _check_files_against_simulations(tmp_path, {b: json.loads((sims / b / "simulation.json").read_text())
+                                                for b in ("fxp", "float")}, sim_bundle=Path(sim["bundle"]))
+
+
+def _fp32(x: dict) -> float:
+    """spec/energy.md, compute-only fp32 (Horowitz): 4.6 pJ per MAC + 0.9 pJ per AC."""
+    return 4.6e-12 * x["macs"] + 0.9e-12 * x["acs"]
+
+
+# each profile's energy from the counts by hand (spec/energy.md's tables); truenorth is all-in, loihi2
+# an estimate with Loihi 1's 23.6 pJ per synaptic op
+BY_HAND = {"cmos45-fp32": _fp32, "truenorth": lambda x: 26e-12 * x["synaptic_events"],
+           "loihi2": lambda x: 23.6e-12 * x["synaptic_events"]}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _check_files_against_simulations(out: Path, sims: dict[str, dict], sim_bundle: Path) -> None:
+    """report.csv, report.json's ANN energies and the figure CSVs against the simulations' own numbers."""
+    labels = {b: f"{s['model']} ({b})" for b, s in sims.items()}
+    rep = json.loads((out / "report.json").read_text())
+    assert [m["label"] for m in rep["models"]] == [labels["fxp"], labels["float"]]
+    # report.csv: one row per layer per model, counts as simulated, energies priced by hand
+    rows = _read_csv(out / "report.csv")
+    assert len(rows) == sum(len(s["layers"]) for s in sims.values())
+    it = iter(rows)
+    for b, sim in sims.items():
+        for layer in sim["layers"]:
+            row = next(it)
+            assert (row["model"], row["layer"]) == (labels[b], layer["name"])
+            assert int(row["neurons"]) == layer["neurons"]
+            for key in ("spikes", "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates"):
+                assert float(row[key]) == layer[key], (b, layer["name"], key)
+            fr = layer["spikes"] / (layer["neurons"] * sim["timesteps"] * sim["samples"])
+            assert (row["firing_rate"] == "") if layer["firing_rate"] is None else float(row["firing_rate"]) == fr
+            assert (int(row["samples"]), int(row["timesteps"])) == (sim["samples"], sim["timesteps"])
+            for p, f in BY_HAND.items():
+                assert float(row[f"energy_j_{p}"]) == f(layer), (b, layer["name"], p)
+    # the ANN of the same graph: E_MAC x its dense operations per inference; no ANN price on a chip
+    for m, sim in zip(rep["models"], sims.values(), strict=True):
+        assert m["ann_energy_j"]["cmos45-fp32"] == 4.6e-12 * sum(x["dense_ops"] for x in sim["layers"])
+        assert m["ann_energy_j"]["truenorth"] is None and m["ann_energy_j"]["loihi2"] is None
+        for p, f in BY_HAND.items():
+            assert m["energy"][p]["total_j"] == pytest.approx(sum(f(x) for x in sim["layers"]), rel=1e-12)
+    # figure data
+    fr_rows = _read_csv(out / "firing_rate_by_layer.csv")
+    expect = [(labels[b], x["name"], x["spikes"] / (x["neurons"] * s["timesteps"] * s["samples"]))
+              for b, s in sims.items() for x in s["layers"] if x["firing_rate"] is not None]
+    assert len(fr_rows) == len(expect) == 4
+    for row, (label, name, fr) in zip(fr_rows, expect, strict=True):
+        assert (row["model"], row["layer"]) == (label, name) and float(row["firing_rate"]) == pytest.approx(fr, rel=1e-12)
+    step_rows = _read_csv(out / "firing_rate_by_step.csv")
+    expect = []
+    for b, s in sims.items():
+        firing = [x for x in s["layers"] if x["firing_rate"] is not None]
+        n = sum(x["neurons"] for x in firing) * s["samples"]
+        expect += [(labels[b], t + 1, sum(x["spikes_per_step"][t] for x in firing) / n) for t in range(s["timesteps"])]
+    assert len(step_rows) == len(expect) == 8
+    for row, (label, t, fr) in zip(step_rows, expect, strict=True):
+        assert (row["model"], int(row["t"])) == (label, t) and float(row["firing_rate"]) == pytest.approx(fr, rel=1e-12)
+    fxp = sims["fxp"]
+    layer_rows = _read_csv(out / "energy_by_layer.csv")  # the first model only, µJ per inference
+    expect = [(p, x["name"], f(x) * 1e6 / fxp["samples"]) for p, f in BY_HAND.items() for x in fxp["layers"]]
+    assert len(layer_rows) == len(expect)
+    for row, (p, name, uj) in zip(layer_rows, expect, strict=True):
+        assert (row["model"], row["profile"], row["layer"]) == (labels["fxp"], p, name)
+        assert float(row["energy_uj_per_inference"]) == pytest.approx(uj, rel=1e-12)
+    prof_rows = _read_csv(out / "energy_by_profile.csv")
+    expect = [(labels[b], p, sum(f(x) for x in s["layers"]) * 1e6 / s["samples"])
+              for b, s in sims.items() for p, f in BY_HAND.items()]
+    assert len(prof_rows) == len(expect) == 6
+    for row, (label, p, uj) in zip(prof_rows, expect, strict=True):
+        assert (row["model"], row["profile"]) == (label, p)
+        assert float(row["energy_uj_per_inference"]) == pytest.approx(uj, rel=1e-12)
+    # accuracy per time step: the student's training summary, once per model
+    manifest = json.loads((sim_bundle / "manifest.json").read_text())
+    per = json.loads((Path(manifest["source"]).parent / "summary.json").read_text())["test_acc_per_timestep"]
+    acc_rows = _read_csv(out / "accuracy_by_step.csv")
+    expect = [(labels[b], p["t"], p["alone"], p["running_mean"]) for b in sims for p in per]
+    assert len(acc_rows) == len(expect) == 8
+    for row, e in zip(acc_rows, expect, strict=True):
+        assert (row["model"], int(row["t"]), float(row["alone"]), float(row["running_mean"])) == e
 
 
 def test_unknown_profile(sims, tmp_path):

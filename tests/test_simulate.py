@@ -52,10 +52,50 @@ def test_batches_do_not_change_the_counts(bundle, tmp_path):
     assert a["layers"] == b["layers"] and a["accuracy"] == b["accuracy"]
 
 
+def _torch_model_run(bundle: Path, n: int) -> tuple[float, dict[str, float]]:
+    """The trained spikingjelly model itself (not the deploy graph) on the first `n` test samples,
+    direct-encoded (the image repeated at each of the T steps): its accuracy (mean logits over
+    the steps) and the spikes of each neuron module, counted by forward hooks."""
+    import torch
+    from spikingjelly.activation_based import functional, neuron
+
+    from neurodistill.data import DataOptions, load_dataset
+    from neurodistill.models import create_model
+    from neurodistill.train import load_checkpoint
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ckpt = load_checkpoint(manifest["source"])
+    meta = ckpt["model"]
+    model = create_model(meta["name"], meta["num_classes"], meta["in_channels"], meta.get("neuron"))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    _, test, _ = load_dataset(manifest["dataset"]["name"], None, DataOptions(augment=False))
+    xs, ys = zip(*(test[i] for i in range(n)), strict=True)
+    x, y = torch.stack(xs), torch.as_tensor(ys)
+    T = manifest["timesteps"]
+    counts: dict[str, float] = {}
+
+    def hook(name):
+        return lambda _m, _i, out: counts.__setitem__(name, counts.get(name, 0.0) + float(out.sum()))
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if isinstance(m, neuron.BaseNode)]
+    with torch.no_grad():
+        functional.reset_net(model)
+        logits = model(x.unsqueeze(0).repeat(T, 1, 1, 1, 1))  # (T, B, K)
+    for h in handles:
+        h.remove()
+    return int((logits.mean(0).argmax(-1) == y).sum()) / n, counts
+
+
 def test_float_backend_is_close_to_fixed_point(bundle, tmp_path):
     f, q = _sim(bundle, tmp_path / "f", "float"), _sim(bundle, tmp_path / "q", "fxp")
     assert abs(f["accuracy"] - q["accuracy"]) <= 0.1
     assert f["layers"][0]["spikes"] > 0
+    # the float backend (folded deploy graph) is the trained torch model: same accuracy, same spikes per layer
+    acc, spikes = _torch_model_run(bundle, 20)
+    assert f["accuracy"] == acc
+    firing = {x["name"]: x["spikes"] for x in f["layers"] if x["firing_rate"] is not None}
+    assert firing == spikes and len(spikes) == 2  # body.2, body.5
 
 
 @pytest.mark.lava
@@ -97,8 +137,21 @@ def test_bad_bundles(bundle, tmp_path):
 
 
 def test_device_choice(bundle, tmp_path):
-    cpu = _sim(bundle, tmp_path / "c", "fxp", 20, "--device", "cpu")
-    assert cpu["layers"] == _sim(bundle, tmp_path / "a", "fxp", 20, "--device", "auto")["layers"]  # exact anywhere
+    import torch
+
+    from neurodistill.sim.run import resolve_device
+
+    has_cuda = torch.cuda.is_available()
+    assert resolve_device("auto") == torch.device("cuda" if has_cuda else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if has_cuda:  # auto runs on the GPU: its counts equal the CPU's exactly
+        cpu = _sim(bundle, tmp_path / "c", "fxp", 20, "--device", "cpu")
+        assert cpu["layers"] == _sim(bundle, tmp_path / "a", "fxp", 20, "--device", "auto")["layers"]
+    else:  # no CUDA here: asking for it is a one-line user error, and nothing is written
+        for dev in ("cuda", "cuda:0"):
+            assert_user_error(invoke("simulate", bundle, "--device", dev, "--out", tmp_path / "cu"),
+                              f"--device {dev} asked for, but this torch sees no CUDA device")
+        assert not (tmp_path / "cu" / "simulation.json").exists()
     res = invoke("simulate", bundle, "--device", "tpu", "--out", tmp_path / "t")
     assert res.exit_code == 2 and "--device 'tpu' is not allowed" in res.output
 

@@ -8,8 +8,9 @@ import nir
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from numpy.lib.stride_tricks import sliding_window_view
 
-from neurodistill.sim.fxp_spikes import run_fxp_spike_input
 from neurodistill.sim.netx_reader import read_netx
 from neurodistill.sim.spikes_nir import read_spikes
 
@@ -29,30 +30,87 @@ def inputs(tmp_path_factory):
     return d, bias, spikes
 
 
+def _trunc_decay(x: np.ndarray, d: int) -> np.ndarray:
+    """x * (4096 - d) / 4096 rounded toward zero (sign times the magnitude shifted right by 12)."""
+    y = x * (4096 - d)
+    return np.sign(y) * (np.abs(y) >> 12)
+
+
+def _conv_valid(s: np.ndarray, w: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """Cross-correlation without padding by explicit windows: s (B, C, H, W), w (O, C, kh, kw)."""
+    win = sliding_window_view(s, w.shape[2:], axis=(2, 3))[:, :, ::stride[0], ::stride[1]]  # (B, C, Ho, Wo, kh, kw)
+    return np.einsum("bchwij,ocij->bohw", win, w)
+
+
+def _numpy_loihi_run(graph, bias: np.ndarray, steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """tiny.net run step by step in numpy, written from Lava's bit-accurate CUBA-LIF (lava-nc 0.10.0,
+    PyLifModelBitAcc) and netx's defaults, independently of neurodistill's simulator:
+    u <- trunc(u (4096 - iDecay) / 4096) + (a_in << 6); v <- trunc(v (4096 - vDecay) / 4096) + u + (bias << 6);
+    spike where v > vThMant << 6, then v <- 0. The input layer's bias mantissas are the sample's; a conv
+    layer receives (at step t) its source's spikes of step t-1, as integer sums of the file's weights.
+    Returns spikes[pop] (steps, B, *shape) and the last population's v after each step (steps, B, *shape)."""
+    pops = graph.populations
+    B = bias.shape[0]
+    u = [np.zeros((B, *p.shape), np.int64) for p in pops]
+    v = [np.zeros((B, *p.shape), np.int64) for p in pops]
+    prev = [np.zeros((B, *p.shape), np.int64) for p in pops]
+    out, v_last = {p.name: [] for p in pops}, []
+    for _ in range(steps):
+        now = []
+        for i, p in enumerate(pops):
+            if i == 0:
+                a, b = np.zeros_like(u[0]), bias
+            else:
+                syn = graph.synapses[i - 1]
+                assert syn.kind == "conv" and syn.padding == (0, 0) and syn.groups == 1 and syn.delay == 0
+                a, b = _conv_valid(prev[i - 1], np.asarray(syn.weight).astype(np.int64), syn.stride), p.bias_mant[None]
+            u[i] = _trunc_decay(u[i], p.i_decay) + (a << 6)
+            v[i] = _trunc_decay(v[i], p.v_decay) + u[i] + (np.asarray(b, np.int64) << 6)
+            s = v[i] > (p.v_th_mant << 6)
+            v[i][s] = 0
+            now.append(s.astype(np.int64))
+            out[p.name].append(s)
+        prev = now
+        v_last.append(v[-1].copy())
+    return {k: np.stack(x) for k, x in out.items()}, np.stack(v_last)
+
+
 def test_bias_input_net_counts_and_spikes_file(inputs, tmp_path):
     d, bias, _ = inputs
     res = run_cli("simulate", str(FIX / "tiny.net"), "--inputs", str(d / "tiny.npz"), "--save-spikes", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     sim = json.loads((tmp_path / "simulation.json").read_text())
     graph = read_netx(FIX / "tiny.net")
-    ref = run_fxp_spike_input(graph, None, 16, in_bias=torch.as_tensor(bias))
+    spikes, v_out = _numpy_loihi_run(graph, bias, 16)
     assert sim["samples"] == 6 and sim["steps_per_sample"] == 16 and sim["input"] == "bias"
-    for layer, p in zip(sim["layers"], graph.populations, strict=True):
-        assert layer["spikes"] == float(ref["spikes"][p.name].sum())
-    # on-disk spikes: NIR's TimeGriddedData (samples, steps, neurons), equal to the simulator's
-    saved = read_spikes(tmp_path / "spikes.h5")
-    for p in graph.populations:
-        expect = ref["spikes"][p.name].reshape(16, 6, -1).transpose(0, 1).numpy()
-        assert np.array_equal(saved[p.name], expect)
-    assert np.array_equal(saved["output/v"], ref["v_readout_steps"].reshape(16, 6, -1).transpose(0, 1).numpy())
+    assert [x["name"] for x in sim["layers"]] == ["layer0", "layer1", "layer2"]
+    for layer in sim["layers"]:
+        s = spikes[layer["name"]]
+        assert layer["spikes"] == float(s.sum()) > 0
+        assert layer["spikes_per_step"] == [float(x) for x in s.reshape(16, -1).sum(1)]
+        assert layer["neuron_updates"] == s[0, 0].size * 16 * 6
+    # on-disk spikes, read by NIR itself: TimeGriddedData (samples, steps, neurons), equal to the numpy run
     data = nir.read_data(str(tmp_path / "spikes.h5"))
     assert data.nodes["layer1"].observables["spikes"].dt == 1.0
-    # a hand check of the exact events: layer 1's input spikes times its padding-aware fan-out
-    syn = graph.synapses[0]
-    from neurodistill.report.counters import fanout_map
-
-    events = float((ref["spikes"][syn.source].double().sum((0, 1)) * fanout_map(syn)).sum())
-    assert sim["layers"][1]["synaptic_events"] == events > 0
+    for name, s in spikes.items():
+        assert np.array_equal(data.nodes[name].observables["spikes"].data, s.reshape(16, 6, -1).transpose(1, 0, 2))
+    assert np.array_equal(data.nodes["output"].observables["v"].data, v_out.reshape(16, 6, -1).transpose(1, 0, 2))
+    saved = read_spikes(tmp_path / "spikes.h5")
+    assert all(np.array_equal(saved[name], s.reshape(16, 6, -1).transpose(1, 0, 2)) for name, s in spikes.items())
+    # exact synaptic events (spec/energy.md): each input spike times its fan-out = over the output neurons,
+    # the active inputs in each one's receptive field: a ones kernel convolved over the input spikes
+    # (tiny.net: 5x5 stride 2, no padding: the last row and column of layer0 reach no output neuron)
+    assert sim["layers"][0]["synaptic_events"] == 0 and sim["layers"][0]["acs"] == 0
+    for syn, layer in zip(graph.synapses, sim["layers"][1:], strict=True):
+        src = torch.from_numpy(spikes[syn.source]).double().flatten(0, 1)  # (steps * B, C, H, W)
+        ones = torch.ones(tuple(syn.weight.shape), dtype=torch.float64)
+        events = float(F.conv2d(src, ones, stride=syn.stride, padding=syn.padding, groups=syn.groups).sum())
+        assert layer["synaptic_events"] == events > 0
+        # ACs (paper convention): fr_in * T * FLOPs, FLOPs = k*k*C_in*C_out*H_out*W_out, over 6 samples
+        flops = {"layer1": 5 * 5 * 3 * 24 * 6 * 6, "layer2": 5 * 5 * 24 * 36 * 1 * 1}[layer["name"]]
+        fr_in = float(src.sum()) / (src[0].numel() * 16 * 6)
+        assert layer["dense_ops"] == flops and layer["macs"] == 0
+        assert layer["acs"] == pytest.approx(fr_in * 16 * flops * 6, rel=1e-12)
 
 
 def test_spike_input_net_counts_input_spikes_as_acs(inputs, tmp_path):
