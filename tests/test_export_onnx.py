@@ -258,3 +258,23 @@ def test_bad_timesteps_is_a_config_error(trained, tmp_path):
     with pytest.raises(ConfigError, match="timesteps >= 1"):
         export_onnx_bundle(trained["student"], tmp_path, 0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bundle_manifest_names_files_inside_the_bundle(trained, tmp_path):
+    """The CLI stages the bundle in a hidden directory and renames it: the manifest must name the
+    models relative to the bundle, and nothing printed may point into the staging directory."""
+    import json
+
+    import onnxruntime as ort
+
+    from .conftest import run_cli
+
+    out = tmp_path / "bundle"
+    res = run_cli("export", str(trained["student"]), "--target", "onnx", "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert ".bundle." not in res.stdout + res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {role: m["path"] for role, m in manifest["models"].items()} == {"snn": "snn.onnx", "teacher": "teacher.onnx"}
+    sess = ort.InferenceSession(str(out / manifest["models"]["snn"]["path"]))
+    assert [i.shape for i in sess.get_inputs()] == [manifest["models"]["snn"]["inputs"][0]["shape"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staging directory left

@@ -194,7 +194,8 @@ def export_onnx(
 
     atomic_write(path, write)
     info = {"path": str(path), "opset": opset, "spiking": spiking, "timesteps": timesteps, **_io_signature(path)}
-    log.info("wrote %s (%s)", path, f"SNN unrolled over T={timesteps}" if spiking else "ANN")
+    # debug: inside a bundle `path` is in the staging directory, renamed when the bundle is complete
+    log.debug("wrote %s (%s)", path, f"SNN unrolled over T={timesteps}" if spiking else "ANN")
     return info
 
 
@@ -306,7 +307,7 @@ def export_onnx_bundle(ckpt_path: Path, out_dir: Path, timesteps: int | None, ve
             written.append(dest)
             if verify:
                 info["max_abs_diff"] = _verify_random(dest, net, shape, steps)
-            models[role] = info
+            models[role] = {**info, "path": dest.name}  # relative: the bundle directory moves
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
