@@ -179,3 +179,67 @@ def test_figures_are_real_images(sims, tmp_path):
     rows = (tmp_path / "firing_rate_by_layer.csv").read_text().splitlines()
     assert rows[0] == "model,layer,firing_rate" and len(rows) == 3  # two firing layers
     assert Path(tmp_path / "report.md").read_text().count("![") == 5
+
+
+@pytest.fixture(scope="module")
+def tiny_sim(tmp_path_factory):
+    """A simulation of another network (lava-dl's tiny.net, 3 layers), for side-by-side reports."""
+    import numpy as np
+
+    from .conftest import ROOT
+
+    d = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    np.savez(d / "tiny.npz", bias=np.round((rng.random((4, 3, 16, 16)) - 0.5) * 72 + 34).astype(np.int64), steps=8)
+    res = invoke("simulate", ROOT / "tests" / "fixtures" / "lava-dl" / "tiny.net", "--inputs", d / "tiny.npz",
+                 "--out", d / "sim")
+    assert res.exit_code == 0, res.output
+    return d / "sim"
+
+
+def test_report_compares_different_networks(sims, tiny_sim, tmp_path):
+    res = invoke("report", sims / "fxp", tiny_sim, "--profile", "cmos45-fp32", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    rows = _read_csv(tmp_path / "firing_rate_by_layer.csv")
+    for sim_dir in (sims / "fxp", tiny_sim):
+        sim = json.loads((sim_dir / "simulation.json").read_text())
+        label = next(m["label"] for m in json.loads((tmp_path / "report.json").read_text())["models"]
+                     if m["samples"] == sim["samples"] and m["timesteps"] == sim["timesteps"])
+        want = [(x["name"], x["firing_rate"]) for x in sim["layers"] if x["firing_rate"] is not None]
+        assert [(r["layer"], float(r["firing_rate"])) for r in rows if r["model"] == label] == want
+    assert (tmp_path / "firing_rate_by_layer.png").stat().st_size > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left
+
+
+def test_failed_report_leaves_the_directory_as_it_was(sims, tmp_path, monkeypatch):
+    from neurodistill.report import figures
+
+    out = tmp_path / "rep"
+    res = invoke("report", sims / "fxp", "--profile", "cmos45-fp32", "--out", out)
+    assert res.exit_code == 0, res.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*a, **k):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(figures, "energy_by_profile", broken)
+    res = invoke("report", sims / "fxp", sims / "float", "--profile", "loihi2", "--out", out)
+    assert res.exit_code != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    res = invoke("report", sims / "fxp", "--profile", "loihi2", "--out", tmp_path / "fresh")
+    assert res.exit_code != 0 and not (tmp_path / "fresh").exists()
+
+
+def test_profile_from_a_file_is_named_by_the_profile(sims, tmp_path):
+    from neurodistill.report.profiles import profiles_dir
+
+    mine = tmp_path / "mychip.toml"
+    mine.write_text((profiles_dir() / "cmos45-int8.toml").read_text().replace('name = "cmos45-int8"', 'name = "mychip"'))
+    res = invoke("report", sims / "fxp", "--profile", mine, "--profile", "cmos45-int8", "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["profiles"] == ["mychip", "cmos45-int8"]
+    m = rep["models"][0]
+    assert m["energy"]["mychip"]["total_j"] == m["energy"]["cmos45-int8"]["total_j"]  # same constants
+    assert_user_error(invoke("report", sims / "fxp", "--profile", "loihi2", "--profile", "loihi2", "--out", tmp_path / "d"),
+                      "already given")

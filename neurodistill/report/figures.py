@@ -35,14 +35,27 @@ def _grouped_bars(ax, groups: list[str], series: dict[str, list[float]]) -> None
         ax.legend(fontsize=7)
 
 
+STEMS = ("firing_rate_by_layer", "firing_rate_by_step", "accuracy_by_step", "energy_by_layer", "energy_by_profile")
+ALL_FILES = tuple(f"{stem}.{ext}" for stem in STEMS for ext in ("png", "pdf", "csv"))
+
+
 def firing_rate_by_layer(models: list[dict], out: Path) -> list[str]:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    """Grouped bars when every model has the same layers (methods on one network); otherwise, one
+    panel per model with its own layer names (different networks side by side)."""
     layers = {m["label"]: [x for x in m["layers"] if x["firing_rate"] is not None] for m in models}
-    names = [x["name"] for x in next(iter(layers.values()))]
-    _grouped_bars(ax, names, {label: [x["firing_rate"] for x in ls] for label, ls in layers.items()})
     rows = [[label, x["name"], x["firing_rate"]] for label, ls in layers.items() for x in ls]
-    ax.set_ylabel("firing rate (spikes / neuron / step)")
-    ax.set_title("Firing rate per layer")
+    name_lists = {tuple(x["name"] for x in ls) for ls in layers.values()}
+    if len(name_lists) == 1:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        _grouped_bars(ax, list(next(iter(name_lists))), {label: [x["firing_rate"] for x in ls] for label, ls in layers.items()})
+        ax.set_ylabel("firing rate (spikes / neuron / step)")
+        ax.set_title("Firing rate per layer")
+    else:
+        fig, axes = plt.subplots(len(layers), 1, figsize=(7, 2.6 * len(layers)), sharey=True, squeeze=False)
+        for ax, (label, ls) in zip(axes[:, 0], layers.items(), strict=True):
+            _grouped_bars(ax, [x["name"] for x in ls], {label: [x["firing_rate"] for x in ls]})
+            ax.set_ylabel("firing rate")
+            ax.set_title(f"Firing rate per layer: {label}", fontsize=9)
     return _save(fig, out, "firing_rate_by_layer", ["model", "layer", "firing_rate"], rows)
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from .. import __version__
 from ..errors import CheckpointError, ConfigError
-from ..train.checkpoint import atomic_write, read_json
+from ..train.checkpoint import read_json
 from . import figures, tables
 
 LAYER_COUNTS = ("spikes", "acs", "macs", "synaptic_events", "neuron_updates", "dense_ops")
@@ -141,7 +144,12 @@ def build(sims: list[dict], profile_names: list[str], encoding_once: bool = Fals
 
     if not profile_names:
         raise ConfigError("give at least one --profile (see 'neurodistill profiles list')")
-    profiles = {name: load_profile(name) for name in profile_names}
+    profiles: dict = {}
+    for arg in profile_names:  # keyed by the profile's own name: a path's column reads 'mychip', not './mychip.toml'
+        prof = load_profile(arg)
+        if prof.name in profiles:
+            raise ConfigError(f"--profile {arg!r}: a profile named {prof.name!r} is already given; each column needs its own name")
+        profiles[prof.name] = prof
     keys = list(profiles)
     used: set[str] = set()
     models = []
@@ -195,11 +203,33 @@ def prof_info(profile) -> dict:
 
 
 def write(report: dict, out: Path) -> list[str]:
+    """Write every report file into a staging directory inside `out`, then move them in: a failure
+    leaves `out` as it was. Figures an earlier report left in `out` and this one has not (e.g. no
+    accuracy per step) are removed, so the directory never mixes two reports."""
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
+    try:
+        files = _write_files(report, stage)
+        for f in files:
+            os.replace(stage / f, out / f)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    for name in figures.ALL_FILES:
+        if name not in files:
+            (out / name).unlink(missing_ok=True)
+    return files
+
+
+def _write_files(report: dict, out: Path) -> list[str]:
     models, profiles = report["models"], report["profiles"]
     files = ["report.json", "report.csv", "report.md", "report.tex"]
-    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
-    atomic_write(out / "report.csv", lambda tmp: Path(tmp).write_text(tables.flat_csv(models, profiles)))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.csv").write_text(tables.flat_csv(models, profiles))
     head, rows = tables.summary_rows(models, profiles)
     eh, er = tables.energy_rows(models, profiles)
     conv = report["conventions"]
@@ -233,6 +263,6 @@ def write(report: dict, out: Path) -> list[str]:
     figs += figures.accuracy_by_step(models, out) + figures.energy_by_layer(models, profiles, out, estimates)
     figs += figures.energy_by_profile(models, profiles, out, estimates)
     md += [f"![{f}]({f})" for f in figs if f.endswith(".png")]
-    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md) + "\n"))
-    atomic_write(out / "report.tex", lambda tmp: Path(tmp).write_text("\n\n".join(tex) + "\n"))
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.tex").write_text("\n\n".join(tex) + "\n")
     return files + figs
