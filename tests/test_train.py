@@ -175,6 +175,9 @@ def test_torchrun_two_processes_gloo_then_resume_alone(tmp_path, digits_teacher)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["test_acc"] >= 0.97, summary["test_acc"]
+    # one report per run, not one per rank: rank 0 alone logs epochs and prints the summary line
+    assert res.stdout.count("test accuracy") == 1, res.stdout
+    assert res.stderr.count("epoch 30/30 ") == 1, res.stderr[-3000:]
     # Rank 0 wrote one checkpoint; a single process resumes it (nothing left to train: it
     # evaluates on the whole test set and must agree with the reduced DDP evaluation).
     alone = run_cli("train", "--resume", "--device", "cpu", "--out", str(out))

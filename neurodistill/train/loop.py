@@ -243,6 +243,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
     d = distributed.setup(device.type)
+    if not d.main:
+        # Under torchrun only rank 0 reports progress; the others still say what goes wrong.
+        logging.getLogger("neurodistill").setLevel(logging.WARNING)
     if d.enabled and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
