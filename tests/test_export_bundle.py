@@ -149,10 +149,22 @@ def test_netx_file_layout(bundle):
         assert list(f["layer/1/stride"][()]) == [2, 2] and f["layer/3/neuron/vThMant"][()] == 2**17 - 1
 
 
-def test_inspect_shows_the_bundle(bundle):
+def test_inspect_shows_the_bundle(bundle, student, tmp_path):
+    import hashlib
+    import shutil
+
     res = invoke("inspect", bundle)
     assert res.exit_code == 0
     assert "body.5" in res.output and "vThMant" in res.output and "fits one chip: yes" in res.output
+    digest = hashlib.sha256(student.read_bytes()).hexdigest()
+    assert f"(sha256 {digest[:12]}...)" in res.output.splitlines()[1]
+    # a bundle exported from Python has no checkpoint file: inspect says so instead of 'sha256 None'
+    py = tmp_path / "py"
+    shutil.copytree(bundle, py)
+    m = json.loads((py / "manifest.json").read_text())
+    (py / "manifest.json").write_text(json.dumps({**m, "source": None, "source_sha256": None}))
+    line = invoke("inspect", py).output.splitlines()[1]
+    assert line == "source (a model exported from Python, no checkpoint file)"
 
 
 # --- bad input: exit 2, one line, nothing half-written --------------------------------------

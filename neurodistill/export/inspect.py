@@ -180,7 +180,8 @@ def _table(rows: list[list[str]]) -> str:
 def render(bundle: Path) -> str:
     m = read_manifest(bundle)
     head = [f"bundle {bundle}  target {m['target']}  model {m.get('model', '?')}  T={m.get('timesteps')}  dt={m.get('dt', '-')}",
-            f"source {m.get('source')} (sha256 {str(m.get('source_sha256', ''))[:12]}...)"]
+            (f"source {m.get('source')} (sha256 {m['source_sha256'][:12]}...)" if m.get("source_sha256")
+             else f"source {m.get('source') or '(a model exported from Python, no checkpoint file)'}")]
     if m["target"] != "loihi2":
         return "\n".join(head + [json.dumps({k: v for k, v in m.items() if k not in ("source", "source_sha256")}, indent=2)])
     res = {layer["name"]: layer for layer in m["resources"]["layers"]}
