@@ -43,7 +43,12 @@ def residual_net():
                          BasicBlock(4, 4, 1, act),  # identity shortcut
                          BasicBlock(4, 6, 2, act),  # conv 1x1 stride 2 + BN shortcut
                          layer.Flatten(1), layer.Linear(6 * 3 * 5, 3))
-    with torch.no_grad():  # BatchNorm statistics as after training: every population active
+    return trained_like(body)
+
+
+def trained_like(body: nn.Sequential) -> Net:
+    """BatchNorm statistics as after training, so that every population is active."""
+    with torch.no_grad():
         for bn in body.modules():
             if isinstance(bn, nn.BatchNorm2d):
                 bn.running_mean.uniform_(-0.1, 0.1)

@@ -33,7 +33,7 @@ from neurodistill.models.resnet import BasicBlock
 from neurodistill.sim.float_graph import run_float
 from neurodistill.sim.fxp import run_fxp
 
-from .test_lava_residual import SHAPE, residual_net
+from .test_lava_residual import SHAPE, residual_net, trained_like
 
 T = 3
 
@@ -47,14 +47,7 @@ def conv_shortcut_net() -> Net:
 
     body = nn.Sequential(layer.Conv2d(2, 4, 3, padding=1), layer.BatchNorm2d(4), act(),
                          BasicBlock(4, 6, 2, act), layer.Flatten(1), layer.Linear(6 * 3 * 5, 3))
-    with torch.no_grad():
-        for bn in body.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                bn.running_mean.uniform_(-0.1, 0.1)
-                bn.running_var.uniform_(0.2, 0.5)
-                bn.weight.uniform_(1.5, 3.0)
-                bn.bias.uniform_(0.0, 0.3)
-    return Net(body, spiking=True).eval()
+    return trained_like(body)
 
 
 def export(model: Net, out) -> None:
