@@ -119,12 +119,12 @@ def _check_files_against_simulations(out: Path, sims: dict[str, dict], sim_bundl
     assert len(step_rows) == len(expect) == 8
     for row, (label, t, fr) in zip(step_rows, expect, strict=True):
         assert (row["model"], int(row["t"])) == (label, t) and float(row["firing_rate"]) == pytest.approx(fr, rel=1e-12)
-    fxp = sims["fxp"]
-    layer_rows = _read_csv(out / "energy_by_layer.csv")  # the first model only, µJ per inference
-    expect = [(p, x["name"], f(x) * 1e6 / fxp["samples"]) for p, f in BY_HAND.items() for x in fxp["layers"]]
+    layer_rows = _read_csv(out / "energy_by_layer.csv")  # every model in order, µJ per inference
+    expect = [(labels[b], p, x["name"], f(x) * 1e6 / s["samples"])
+              for b, s in sims.items() for p, f in BY_HAND.items() for x in s["layers"]]
     assert len(layer_rows) == len(expect)
-    for row, (p, name, uj) in zip(layer_rows, expect, strict=True):
-        assert (row["model"], row["profile"], row["layer"]) == (labels["fxp"], p, name)
+    for row, (label, p, name, uj) in zip(layer_rows, expect, strict=True):
+        assert (row["model"], row["profile"], row["layer"]) == (label, p, name)
         assert float(row["energy_uj_per_inference"]) == pytest.approx(uj, rel=1e-12)
     prof_rows = _read_csv(out / "energy_by_profile.csv")
     expect = [(labels[b], p, sum(f(x) for x in s["layers"]) * 1e6 / s["samples"])

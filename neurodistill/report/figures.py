@@ -107,15 +107,17 @@ def _log_bars(ax, series: dict[str, list[float]]) -> None:
 
 
 def energy_by_layer(models: list[dict], profiles: list[str], out: Path, estimates: set[str] = frozenset()) -> list[str]:
-    m = models[0]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    names = [x["name"] for x in m["layers"]]
-    series = {p: [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]] for p in profiles}
-    _grouped_bars(ax, names, {f"{p} (estimate)" if p in estimates else p: v for p, v in series.items()})
-    rows = [[m["label"], p, n, v] for p, vs in series.items() for n, v in zip(names, vs, strict=True)]
-    ax.set_ylabel("energy per inference (µJ)")
-    _log_bars(ax, series)
-    ax.set_title(f"Energy by layer ({m['label']})")
+    """Energy per inference of each layer, a bar per profile: one panel per model."""
+    fig, axes = plt.subplots(len(models), 1, figsize=(7, 3.2 if len(models) == 1 else 2.8 * len(models)), squeeze=False)
+    rows = []
+    for ax, m in zip(axes[:, 0], models, strict=True):
+        names = [x["name"] for x in m["layers"]]
+        series = {p: [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]] for p in profiles}
+        _grouped_bars(ax, names, {f"{p} (estimate)" if p in estimates else p: v for p, v in series.items()})
+        rows += [[m["label"], p, n, v] for p, vs in series.items() for n, v in zip(names, vs, strict=True)]
+        ax.set_ylabel("energy per inference (µJ)", fontsize=8 if len(models) > 1 else None)
+        _log_bars(ax, series)
+        ax.set_title(f"Energy by layer ({m['label']})", fontsize=9 if len(models) > 1 else None)
     return _save(fig, out, "energy_by_layer", ["model", "profile", "layer", "energy_uj_per_inference"], rows)
 
 
