@@ -18,7 +18,7 @@ from neurodistill.data.digits import digits_arrays
 from neurodistill.export.graph_io import read_graph
 from neurodistill.export.loihi2 import encoding_bias, encoding_current
 from neurodistill.export.nir_deploy import to_nir
-from neurodistill.export.nir_float import from_nir_to_torch
+from neurodistill.export.nir_import import from_nir_to_torch
 from neurodistill.sim.float_graph import run_float
 from neurodistill.sim.fxp import run_fxp
 from neurodistill.train import load_checkpoint, save_checkpoint, train

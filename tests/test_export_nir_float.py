@@ -16,10 +16,10 @@ from neurodistill.export.nir_float import (
     READOUT_LOGITS,
     export_nir_float,
     folded_copy,
-    from_nir_to_torch,
     to_nir_graph,
     write_nir,
 )
+from neurodistill.export.nir_import import from_nir_to_torch
 from neurodistill.models import create_model
 
 T = 4

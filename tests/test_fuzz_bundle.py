@@ -484,7 +484,7 @@ NIR_INPUT = torch.rand(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(3)
 
 def _nir_run(path: Path) -> np.ndarray:
     """The NIR graph imported into torch, run on a fixed input: its output per step."""
-    from neurodistill.export.nir_float import from_nir_to_torch
+    from neurodistill.export.nir_import import from_nir_to_torch
 
     module = from_nir_to_torch(path)
     try:

@@ -1,0 +1,165 @@
+"""Float NIR import: a NIR graph (ours or another tool's) back into a runnable torch module.
+
+The inverse of `nir_float.to_nir_graph` under the conventions written in its module docstring
+and in every graph's metadata (dt, LIF mapping, forward Euler, spikingjelly's `>=` threshold).
+Nodes map onto spikingjelly layers and neurons; a residual sum is several edges into one node.
+nirtorch 2.6's default Affine import drops the bias, so the node map is written here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, UnsupportedLayerError
+from .nir_float import _pair, _sj
+
+
+def _uniform(values: np.ndarray, what: str) -> float:
+    u = np.unique(np.asarray(values))
+    if u.size != 1:
+        raise UnsupportedLayerError(f"{what} differs between neurons ({u.size} values); spikingjelly needs one value per layer")
+    return float(u[0])
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+class _Scale(nn.Module):
+    """nir.Scale: y = x * s elementwise (an identity shortcut of a residual block, s = 1)."""
+
+    def __init__(self, scale: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(scale).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class _NodeMap:
+    """NIR node -> multi-step spikingjelly module (the inverse of `_Mapper`, for a given dt)."""
+
+    def __init__(self, dt: float) -> None:
+        self.dt = dt
+
+    def node_map(self) -> dict[type, Callable[[nir.NIRNode], nn.Module]]:
+        return {
+            nir.Conv2d: self.conv, nir.Affine: self.affine, nir.Linear: self.linear, nir.Flatten: self.flatten,
+            nir.AvgPool2d: self.avgpool, nir.LIF: self.lif, nir.IF: self.if_, nir.Scale: self.scale,
+        }
+
+    def scale(self, n: nir.Scale) -> nn.Module:
+        return _Scale(np.array(n.scale))
+
+    def conv(self, n: nir.Conv2d) -> nn.Module:
+        _, _, layer, _ = _sj()
+        if isinstance(n.padding, str):
+            raise UnsupportedLayerError(f"Conv2d padding {n.padding!r} is not imported; give numbers")
+        c_out, c_in_g, kh, kw = n.weight.shape
+        m = layer.Conv2d(
+            c_in_g * int(n.groups), c_out, (kh, kw), stride=_pair(n.stride), padding=_pair(n.padding),
+            dilation=_pair(n.dilation), groups=int(n.groups), bias=True, step_mode="m",
+        )
+        m.weight.data = torch.from_numpy(np.array(n.weight))
+        m.bias.data = torch.from_numpy(np.array(n.bias))
+        return m
+
+    def affine(self, n: nir.Affine) -> nn.Module:
+        _, _, layer, _ = _sj()
+        m = layer.Linear(n.weight.shape[-1], n.weight.shape[-2], bias=True, step_mode="m")
+        m.weight.data = torch.from_numpy(np.array(n.weight))
+        m.bias.data = torch.from_numpy(np.array(n.bias))  # nirtorch's default Affine map drops it
+        return m
+
+    def linear(self, n: nir.Linear) -> nn.Module:
+        _, _, layer, _ = _sj()
+        m = layer.Linear(n.weight.shape[-1], n.weight.shape[-2], bias=False, step_mode="m")
+        m.weight.data = torch.from_numpy(np.array(n.weight))
+        return m
+
+    def flatten(self, n: nir.Flatten) -> nn.Module:
+        _, _, layer, _ = _sj()
+        shift = lambda d: int(d) + 1 if int(d) >= 0 else int(d)  # noqa: E731  back to counting the batch axis
+        return layer.Flatten(shift(n.start_dim), shift(n.end_dim), step_mode="m")
+
+    def avgpool(self, n: nir.AvgPool2d) -> nn.Module:
+        _, _, layer, _ = _sj()
+        return layer.AvgPool2d(_pair(n.kernel_size), _pair(n.stride), _pair(n.padding), step_mode="m")
+
+    def lif(self, n: nir.LIF) -> nn.Module:
+        _, _, _, neuron = _sj()
+        tau = _uniform(n.tau, "LIF tau") / self.dt
+        r = _uniform(n.r, "LIF r")
+        v_reset, v_leak = _uniform(n.v_reset, "LIF v_reset"), _uniform(n.v_leak, "LIF v_leak")
+        if not tau > 1.0 or not (_close(r, 1.0) or _close(r, tau)) or not _close(v_leak, v_reset):
+            raise UnsupportedLayerError(
+                f"nir.LIF(tau/dt={tau}, r={r}, v_leak={v_leak}, v_reset={v_reset}) is not a spikingjelly LIFNode "
+                "(needs tau/dt > 1, r = 1 or tau/dt, v_leak = v_reset); check dt"
+            )
+        return neuron.LIFNode(
+            tau=tau, decay_input=_close(r, 1.0), v_threshold=_uniform(n.v_threshold, "LIF v_threshold"),
+            v_reset=v_reset, step_mode="m",
+        )
+
+    def if_(self, n: nir.IF) -> nn.Module:
+        _, _, _, neuron = _sj()
+        r = _uniform(n.r, "IF r")
+        if not _close(r * self.dt, 1.0):
+            raise UnsupportedLayerError(f"nir.IF r = {r} with dt = {self.dt}: spikingjelly's IFNode needs r = 1/dt")
+        return neuron.IFNode(
+            v_threshold=_uniform(n.v_threshold, "IF v_threshold"), v_reset=_uniform(n.v_reset, "IF v_reset"), step_mode="m"
+        )
+
+
+class NIRSpikingModule(nn.Module):
+    """A float NIR graph as a multi-step spikingjelly network.
+
+    Shape:
+        Input `(T, B, *input_shape)`, output `(T, B, K)`: the graph's output per step.
+    Each call is one whole sequence: every neuron starts from rest, as in the trained model.
+    """
+
+    def __init__(self, graph_module: torch.fx.GraphModule, dt: float) -> None:
+        super().__init__()
+        self.graph_module = graph_module
+        self.dt = dt
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, functional, _, _ = _sj()
+        functional.reset_net(self.graph_module)
+        out, _state = self.graph_module(x)
+        return out
+
+
+def read_nir_file(path: str | Path) -> nir.NIRGraph:
+    """`nir.read`, with a missing, truncated or damaged file as a `CheckpointError` (one line)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"NIR file {str(path)!r} does not exist")
+    try:
+        return nir.read(path)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:  # h5py and nir's parsing
+        raise CheckpointError(f"{str(path)!r} cannot be read as a NIR graph ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]})") from None
+
+
+def from_nir_to_torch(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> NIRSpikingModule:
+    """Import a float NIR graph back into torch (nirtorch's `nir_to_torch` with a spikingjelly node map).
+
+    `dt` None takes the graph's `metadata["dt"]` (1.0 if absent). The nodes of the graph are the
+    modules of `result.graph_module`, under their NIR names with dots as underscores.
+    """
+    import nirtorch
+
+    if isinstance(graph, str | Path):
+        graph = read_nir_file(graph)
+    if dt is None:
+        dt = float(graph.metadata.get("dt", 1.0)) if isinstance(graph.metadata, dict) else 1.0
+    gm = nirtorch.nir_to_torch(graph, _NodeMap(dt).node_map())
+    return NIRSpikingModule(gm, dt).eval()
