@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import asdict, dataclass, fields
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
@@ -21,7 +23,8 @@ RESETS = ("hard", "soft")
 # spikingjelly 2.x chooses its CUDA kernels with this variable (its CuPy kernels of 0.0.0.0.14
 # became the native "cuda" implementation); on the CPU the torch implementation always runs.
 BACKENDS = ("auto", "torch", "cuda", "triton", "cupy")
-_BACKEND_ENV = "SJ_LIF_CUDA_IMPLEMENTATION"
+# spikingjelly 2.0 picks LIF and IF kernels separately, each from its own variable
+_BACKEND_OPS = (("SJ_LIF_CUDA_IMPLEMENTATION", "spikingjelly._ops.lif"), ("SJ_IF_CUDA_IMPLEMENTATION", "spikingjelly._ops.if_"))
 
 
 @dataclass
@@ -76,20 +79,31 @@ def make_neuron(cfg: NeuronConfig) -> nn.Module:
         detach_reset=cfg.detach_reset,
         step_mode="m",
     )
-    if cfg.kind == "if":
-        return neuron.IFNode(**common)
-    return neuron.LIFNode(tau=cfg.tau, decay_input=cfg.decay_input, **common)
+    node = neuron.IFNode(**common) if cfg.kind == "if" else neuron.LIFNode(tau=cfg.tau, decay_input=cfg.decay_input, **common)
+    node.register_forward_pre_hook(_float32_input)
+    return node
+
+
+def _float32_input(module: nn.Module, args: tuple):
+    """Under autocast a conv hands the neuron float16: spikingjelly then keeps v in float16 and
+    runs its fused CUDA/Triton kernels only for float32 state (an explicit --backend even raises).
+    The neuron runs in float32; the next conv casts its spikes (exactly 0/1) back down."""
+    x = args[0]
+    if isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16):
+        return (x.float(), *args[1:])
+    return None
 
 
 def select_backend(name: str) -> None:
     """Pick spikingjelly's neuron kernels on CUDA (auto, torch, cuda or triton)."""
     _choice("backend", name, BACKENDS)
     name = "cuda" if name == "cupy" else name
-    os.environ[_BACKEND_ENV] = name
-    # The choice is read when spikingjelly's ops load; if they already have, update it there.
-    try:
-        from spikingjelly._ops.lif import _selection
-    except ImportError:  # pragma: no cover - layout of another spikingjelly version
-        return
-    _selection._requested = name
-    _selection._selections.clear()
+    for env, ops in _BACKEND_OPS:
+        os.environ[env] = name
+        # The choice is read when spikingjelly's ops load; if they already have, update it there.
+        try:
+            selection = importlib.import_module(ops)._selection
+        except (ImportError, AttributeError):  # pragma: no cover - layout of another spikingjelly version
+            continue
+        selection._requested = name
+        selection._selections.clear()

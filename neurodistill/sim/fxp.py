@@ -17,8 +17,6 @@ result is the step-by-step integer run's, bit for bit (tests/test_fxp_engine.py,
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-
 import torch
 import torch.nn.functional as F
 
@@ -72,17 +70,6 @@ def _trunc_decay_(x: torch.Tensor, d: int) -> torch.Tensor:
     return x
 
 
-@contextmanager
-def _no_tf32():
-    """CUDA may compute float32 convolutions and matmuls in TF32 (10-bit mantissa): not exact."""
-    mm, cd = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = mm, cd
-
-
 def acc_bound(w_int) -> int:
     """The largest |accumulation| one step of binary input can give a neuron of this layer."""
     import numpy as np
@@ -97,15 +84,26 @@ def synapse_int(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     `w` is float32 or float64 as `exact_dtype` chose: either way the sums are exact integers, in
     `w`'s dtype; a conv accumulation that can pass 24 bits is wrapped (then float64).
     """
-    with _no_tf32() if w.is_cuda else nullcontext():
-        if syn.kind == "dense":
-            return (s.reshape(s.shape[0], -1).to(w.dtype) @ w.T).reshape(s.shape[0], *syn.out_shape)
-        acc = F.conv2d(s.to(w.dtype), w, stride=syn.stride, padding=syn.padding, groups=syn.groups)
+    if w.is_cuda:
+        # cuDNN may choose Winograd or FFT convolutions (fractional transforms) and TF32 for float32:
+        # neither sums integers exactly. In float64 (no TF32) their error stays far below 0.5, so
+        # rounding gives the exact sums, returned in w's dtype (exact_dtype made that exact too).
+        acc = _accumulate(syn, s.double(), w.double()).round_().to(w.dtype)
+    else:
+        acc = _accumulate(syn, s.to(w.dtype), w)
+    if syn.kind == "dense":
+        return acc
     if acc_bound(syn.weight_int) >= UV_MAX:
         lo, hi = torch.aminmax(acc)
         if float(lo) < -UV_MAX or float(hi) >= UV_MAX:
             acc = wrap24(acc.double().round().long()).double()
     return acc
+
+
+def _accumulate(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if syn.kind == "dense":
+        return (s.reshape(s.shape[0], -1) @ w.T).reshape(s.shape[0], *syn.out_shape)
+    return F.conv2d(s, w, stride=syn.stride, padding=syn.padding, groups=syn.groups)
 
 
 def synaptic_input(graph: DeployGraph, pop, span: tuple[int, int], spikes: dict, weights: dict, batch: int,

@@ -99,7 +99,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
     random.setstate(_list_to_tuple(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per GPU the saving process saw; a machine (or CUDA_VISIBLE_DEVICES) with fewer
+        # GPUs restores those it has, instead of indexing past its devices
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
 
 
 def _py(v):

@@ -291,7 +291,8 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         step.load_checkpoint_entry(ckpt.get("method"), f"--resume: {str(out / 'last.pt')!r}")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # a run saved without AMP (CPU, amp: false) has an empty scaler state
+            scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         start_epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
         train_seconds = ckpt["train_seconds"]
