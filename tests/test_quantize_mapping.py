@@ -390,14 +390,18 @@ def test_map_resources_neuron_limit_alone():
         assert res["layers"][1]["synapses"] == n and res["layers"][2]["synapses"] == 0  # zero weights: nothing
 
 
+def _tiny_table(tmp_path, **limits):
+    """A limits table: 3 cores a chip, 10 neurons a core, and the given memory and weight bits."""
+    table = tmp_path / "tiny.toml"
+    values = dict(cores_per_chip=3, neurons_per_chip=1000, neurons_per_core=10, synapses_per_chip=10**6,
+                  max_synaptic_delay=62, **limits)
+    table.write_text("\n".join(f'[{k}]\nvalue = {v}\nsource = "test"\n' for k, v in values.items()))
+    return table
+
+
 def test_map_resources_with_a_small_table(tmp_path):
     """A custom table: 10 neurons and 100 bytes per core, 4-bit weights (half a byte each), 3 cores a chip."""
-    table = tmp_path / "tiny.toml"
-    table.write_text("\n".join(
-        f'[{k}]\nvalue = {v}\nsource = "test"\n' for k, v in dict(
-            cores_per_chip=3, neurons_per_chip=1000, neurons_per_core=10, synapses_per_chip=10**6,
-            synapse_memory_bytes_per_core=100, weight_bits=4, max_synaptic_delay=62).items()))
-    lim = load_limits(table)
+    lim = load_limits(_tiny_table(tmp_path, synapse_memory_bytes_per_core=100, weight_bits=4))
     # a: 36 neurons -> ceil(36 / 10) = 4 cores (host input: no memory).
     # b: 25 neurons -> 3 cores by neurons; conv kernels 5 * 4 * 3 * 3 = 180 weights * 0.5 byte = 90 bytes
     #    -> 1 core by memory: 3 cores. r: 2 neurons, dense 2 x 125 = 250 weights, 125 bytes -> 2 cores.
@@ -419,11 +423,7 @@ def test_map_resources_with_a_small_table(tmp_path):
 
 def test_one_channel_too_big_for_a_core_is_refused(tmp_path):
     """One output channel's kernels (4 * 3 * 3 = 36 one-byte weights) cannot exceed a core's memory (30 bytes)."""
-    table = tmp_path / "tiny.toml"
-    table.write_text("\n".join(
-        f'[{k}]\nvalue = {v}\nsource = "test"\n' for k, v in dict(
-            cores_per_chip=3, neurons_per_chip=1000, neurons_per_core=10, synapses_per_chip=10**6,
-            synapse_memory_bytes_per_core=30, weight_bits=8, max_synaptic_delay=62).items()))
+    table = _tiny_table(tmp_path, synapse_memory_bytes_per_core=30, weight_bits=8)
     pops = [_pop("a", (4, 3, 3)), _pop("b", (1, 1, 1), depth=1), _pop("r", (1,), "readout", 2)]
     syns = [Synapse("enc", "conv", INPUT, "a", np.ones((4, 1, 1, 1)), (1, 3, 3), (4, 3, 3)),
             Synapse("ab", "conv", "a", "b", np.ones((1, 4, 3, 3)), (4, 3, 3), (1, 1, 1)),
