@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from neurodistill.distill import TSER_ABLATION, LossConfig, get_method
 from neurodistill.distill.losses import loss_kd, loss_tet, loss_tser
 from neurodistill.errors import MethodError
+
+from .plain_math import ce, ent, kl
 
 Z = [  # student logits [T=2][B=2][K=3]
     [[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]],
@@ -19,27 +19,7 @@ Y = [1, 2]
 ZT = [[0.5, 3.0, 1.0], [-0.5, 0.5, 2.5]]  # teacher logits [B][K]
 
 
-# --- an independent reference, in plain Python ------------------------------------------
-def softmax(v, tau=1.0):
-    e = [math.exp(x / tau) for x in v]
-    s = sum(e)
-    return [x / s for x in e]
-
-
-def ce(v, y):
-    return -math.log(softmax(v)[y])
-
-
-def kl(p_logits, q_logits, tau):
-    p, q = softmax(p_logits, tau), softmax(q_logits, tau)
-    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
-
-
-def ent(v, tau):
-    p = softmax(v, tau)
-    return -sum(pi * math.log(pi) for pi in p)
-
-
+# --- an independent reference, in plain Python (and plain_math) ---------------------------
 def mean(xs):
     return sum(xs) / len(xs)
 

@@ -4,7 +4,6 @@ resume, bad input, an unchanged deployed network, and the digits accuracy bar.""
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import fields, is_dataclass
 from types import SimpleNamespace
 
@@ -23,6 +22,7 @@ from neurodistill.models.stages import stage_points
 from neurodistill.train import load_checkpoint, train
 from neurodistill.train.loop import Inputs
 
+from .plain_math import ce, kl
 from .test_cli_errors import assert_user_error
 
 ZS = [[[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]], [[2.0, 0.0, -1.0], [1.5, 1.0, 0.0]]]  # T_s=2, B=2, K=3
@@ -32,21 +32,7 @@ ZW = [[[0.3, 0.1, 0.2], [0.0, 0.4, 0.5]], [[0.1, 0.6, -0.2], [0.2, 0.0, 0.9]]]  
 Y = [1, 2]
 
 
-# --- an independent reference, in plain Python ------------------------------------------
-def softmax(v, tau=1.0):
-    e = [math.exp(x / tau) for x in v]
-    return [x / sum(e) for x in e]
-
-
-def ce(v, y):
-    return -math.log(softmax(v)[y])
-
-
-def kl(p_logits, q_logits, tau):
-    p, q = softmax(p_logits, tau), softmax(q_logits, tau)
-    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
-
-
+# --- an independent reference, in plain Python (and plain_math) ---------------------------
 def tmean(z, b):
     return [sum(z[t][b][k] for t in range(len(z))) / len(z) for k in range(3)]
 
