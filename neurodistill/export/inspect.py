@@ -79,6 +79,14 @@ def _need(where: str, obj: dict, key: str, check, at: str = "", optional: bool =
     return v
 
 
+def _objects(where: str, items: list, path: str):
+    """(`path[i].`, item) for each item, which must be a JSON object."""
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise CheckpointError(f"{where!r}: {path}[{i}] = {_short(item)} is not allowed; allowed: an object")
+        yield f"{path}[{i}].", item
+
+
 def check_manifest(m, where: str) -> None:
     if not isinstance(m, dict):
         raise CheckpointError(f"{where!r}: the manifest is {type(m).__name__}, not a JSON object")
@@ -106,10 +114,7 @@ def check_manifest(m, where: str) -> None:
             _need(where, data, key, check, "dataset.data.", optional=True)
     layers = _need(where, m, "layers", NONEMPTY_LIST)
     names = []
-    for i, layer in enumerate(layers):
-        at = f"layers[{i}]."
-        if not isinstance(layer, dict):
-            raise CheckpointError(f"{where!r}: layers[{i}] = {_short(layer)} is not allowed; allowed: an object")
+    for at, layer in _objects(where, layers, "layers"):
         names.append(_need(where, layer, "name", STR, at))
         _need(where, layer, "kind", STR, at)
         _need(where, layer, "shape", SHAPE, at)
@@ -124,10 +129,7 @@ def check_manifest(m, where: str) -> None:
         _need(where, c, "bias", FRACTION, at + "clipped_fraction.")
     r = _need(where, m, "resources", OBJ)
     res_names = []
-    for i, layer in enumerate(_need(where, r, "layers", LIST, "resources.")):
-        at = f"resources.layers[{i}]."
-        if not isinstance(layer, dict):
-            raise CheckpointError(f"{where!r}: resources.layers[{i}] = {_short(layer)} is not allowed; allowed: an object")
+    for at, layer in _objects(where, _need(where, r, "layers", LIST, "resources."), "resources.layers"):
         res_names.append(_need(where, layer, "name", STR, at))
         _need(where, layer, "cores", INT0, at)
         _need(where, layer, "synapses", INT0, at)
