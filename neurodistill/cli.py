@@ -197,6 +197,7 @@ def train(config_file: str | None, ablation: str | None, resume: bool, overwrite
     """
     from .config import read_config_file, resolve
     from .train import train as run_train
+    from .train.distributed import launched_as_main
 
     overrides = _overrides(kwargs)
     if ablation:
@@ -210,7 +211,7 @@ def train(config_file: str | None, ablation: str | None, resume: bool, overwrite
         # Resuming: the run's own resolved config, with only the flags given now on top.
         cfg = resolve(read_config_file(Path(cfg.out) / "config.yaml"), overrides, f"{cfg.out}/config.yaml")
     summary = run_train(cfg, resume=resume, overwrite=overwrite, progress=_show_progress())
-    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 prints the one summary line
+    if not launched_as_main():  # torchrun: rank 0 prints the one summary line
         return
     click.echo(f"test accuracy {summary['test_acc']:.4f} after {summary['epochs']} epochs "
                f"({summary['train_seconds']:.1f} s); run in {cfg.out}")

@@ -24,6 +24,11 @@ class Dist:
         return self.rank == 0
 
 
+def launched_as_main() -> bool:
+    """Rank 0 of a torchrun launch, or a process alone: readable before and after the process group."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def setup(device_type: str) -> Dist:
     """Join the process group that torchrun describes in the environment (or run alone)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
