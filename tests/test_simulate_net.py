@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from numpy.lib.stride_tricks import sliding_window_view
 
 from neurodistill.sim.netx_reader import read_netx
 from neurodistill.sim.spikes_nir import read_spikes
 
 from .conftest import ROOT, run_cli
+from .test_fxp_engine import reference
 
 FIX = ROOT / "tests" / "fixtures" / "lava-dl"
 
@@ -30,49 +30,14 @@ def inputs(tmp_path_factory):
     return d, bias, spikes
 
 
-def _trunc_decay(x: np.ndarray, d: int) -> np.ndarray:
-    """x * (4096 - d) / 4096 rounded toward zero (sign times the magnitude shifted right by 12)."""
-    y = x * (4096 - d)
-    return np.sign(y) * (np.abs(y) >> 12)
-
-
-def _conv_valid(s: np.ndarray, w: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
-    """Cross-correlation without padding by explicit windows: s (B, C, H, W), w (O, C, kh, kw)."""
-    win = sliding_window_view(s, w.shape[2:], axis=(2, 3))[:, :, ::stride[0], ::stride[1]]  # (B, C, Ho, Wo, kh, kw)
-    return np.einsum("bchwij,ocij->bohw", win, w)
-
-
 def _numpy_loihi_run(graph, bias: np.ndarray, steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """tiny.net run step by step in numpy, written from Lava's bit-accurate CUBA-LIF (lava-nc 0.10.0,
-    PyLifModelBitAcc) and netx's defaults, independently of neurodistill's simulator:
-    u <- trunc(u (4096 - iDecay) / 4096) + (a_in << 6); v <- trunc(v (4096 - vDecay) / 4096) + u + (bias << 6);
-    spike where v > vThMant << 6, then v <- 0. The input layer's bias mantissas are the sample's; a conv
-    layer receives (at step t) its source's spikes of step t-1, as integer sums of the file's weights.
-    Returns spikes[pop] (steps, B, *shape) and the last population's v after each step (steps, B, *shape)."""
+    """tiny.net step by step with the int64 reference of Lava's equations (tests/test_fxp_engine.py),
+    which shares no code with neurodistill's simulator: the input layer's bias mantissas are the
+    sample's, the others the file's; no reset (a .net file runs as lava-dl's netx would)."""
     pops = graph.populations
-    B = bias.shape[0]
-    u = [np.zeros((B, *p.shape), np.int64) for p in pops]
-    v = [np.zeros((B, *p.shape), np.int64) for p in pops]
-    prev = [np.zeros((B, *p.shape), np.int64) for p in pops]
-    out, v_last = {p.name: [] for p in pops}, []
-    for _ in range(steps):
-        now = []
-        for i, p in enumerate(pops):
-            if i == 0:
-                a, b = np.zeros_like(u[0]), bias
-            else:
-                syn = graph.synapses[i - 1]
-                assert syn.kind == "conv" and syn.padding == (0, 0) and syn.groups == 1 and syn.delay == 0
-                a, b = _conv_valid(prev[i - 1], np.asarray(syn.weight).astype(np.int64), syn.stride), p.bias_mant[None]
-            u[i] = _trunc_decay(u[i], p.i_decay) + (a << 6)
-            v[i] = _trunc_decay(v[i], p.v_decay) + u[i] + (np.asarray(b, np.int64) << 6)
-            s = v[i] > (p.v_th_mant << 6)
-            v[i][s] = 0
-            now.append(s.astype(np.int64))
-            out[p.name].append(s)
-        prev = now
-        v_last.append(v[-1].copy())
-    return {k: np.stack(x) for k, x in out.items()}, np.stack(v_last)
+    biases = {p.name: bias if i == 0 else p.bias_mant[None].astype(np.int64) for i, p in enumerate(pops)}
+    spikes, v_out, _ = reference(graph, biases, steps, reset=False)
+    return spikes, v_out
 
 
 def test_bias_input_net_counts_and_spikes_file(inputs, tmp_path):
