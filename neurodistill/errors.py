@@ -20,6 +20,10 @@ class DatasetError(NeurodistillError):
     """A data directory is missing or not in the layout the loader expects."""
 
 
+class InstallError(NeurodistillError):
+    """An installed package neurodistill needs does not import (e.g. torch and torchaudio of two releases)."""
+
+
 class ModelError(NeurodistillError):
     """An unknown model name, or model arguments the model does not accept."""
 

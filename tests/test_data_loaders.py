@@ -254,6 +254,59 @@ def test_cifar10_dvs_frames(tmp_path):
     assert train2.samples == train.samples and test2.samples == test.samples
 
 
+def _broken_torchaudio(root: Path) -> Path:
+    """A torchaudio whose library fails to load as 2.11.1's does beside torch 2.11.0 (the failure
+    that made the locks): torch's load_library raises OSError from the linker's error."""
+    pkg = root / "torchaudio"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise OSError('Could not load this library: ' + __file__) from "
+        "OSError('libtorchaudio.so: undefined symbol: torch_exception_get_what_without_backtrace')\n"
+    )
+    meta = root / "torchaudio-2.11.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: torchaudio\nVersion: 2.11.1\n")
+    return root
+
+
+def test_mismatched_torchaudio_is_one_error_line_naming_the_versions(tmp_path):
+    from .conftest import run_cli
+
+    data = tmp_path / "data"
+    _cifar10_dvs(data)
+    site = _broken_torchaudio(tmp_path / "site")
+    res = run_cli("train", "--model", "snn_vgg11", "--dataset", "cifar10-dvs", "--data-dir", str(data),
+                  "--epochs", "1", "--out", str(tmp_path / "run"), env_extra={"PYTHONPATH": str(site)}, timeout=300)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert lines[0].startswith("error: spikingjelly.datasets (needed for the DVS data sets) does not import")
+    assert "undefined symbol: torch_exception_get_what_without_backtrace" in lines[0]
+    assert f"torch {torch.__version__.split('+')[0]}, torchaudio 2.11.1" in lines[0]
+
+
+def test_only_the_dvs_loaders_import_spikingjelly_datasets(tmp_path):
+    """Every other module imports (and trains digits) in an environment where torchaudio is broken."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pkgutil, importlib, sys, neurodistill\n"
+        "names = [m.name for m in pkgutil.walk_packages(neurodistill.__path__, 'neurodistill.')\n"
+        "         if '.lava_scripts' not in m.name]\n"
+        "for n in names: importlib.import_module(n)\n"
+        "from neurodistill.data import load_dataset\n"
+        "load_dataset('digits')\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('torchaudio', 'spikingjelly.datasets')))\n"
+        "print(len(names), bad)\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(_broken_torchaudio(tmp_path))}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    count, bad = res.stdout.split(" ", 1)
+    assert int(count) > 40 and bad.strip() == "[]"
+
+
 def test_cifar10_dvs_split_is_fixed_and_stratified():
     samples = [(f"/d/{c}/cifar10_{c}_{i}.npz", k) for k, c in enumerate(CIFAR10_DVS_CLASSES) for i in range(1000)]
     train, test = stratified_split(samples)

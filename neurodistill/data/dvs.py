@@ -34,6 +34,7 @@ names, which sorts "10" before "2".
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import shutil
 import types
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, InstallError
 from . import DataOptions, DatasetInfo, register_dataset, require_dir
 
 log = logging.getLogger(__name__)
@@ -110,18 +111,34 @@ def stratified_split(samples: Samples, test_fraction: float = TEST_FRACTION,
 
 
 def _spikingjelly(module: str) -> types.ModuleType:
-    """`spikingjelly.datasets.<module>`.
+    """`spikingjelly.datasets.<module>`, the only place neurodistill imports spikingjelly.datasets.
 
-    Its package __init__ imports torchaudio (for SpeechCommands); pyproject keeps torch and
-    torchaudio on one CUDA build, and a mismatched environment gets a clear error here.
+    Its package __init__ imports torchaudio (for SpeechCommands), whose compiled library links
+    against the torch release it was built with; its metadata does not say which, so a resolver
+    can pair torch 2.11.0 with torchaudio 2.11.1, and loading libtorchaudio.so then fails
+    (undefined symbol). Only the DVS loaders need it: everything else runs in such an
+    environment, and these get one line naming both versions.
     """
     try:
         return importlib.import_module(f"spikingjelly.datasets.{module}")
-    except RuntimeError as e:  # torchaudio raises RuntimeError on a CUDA-version mismatch
-        raise DatasetError(
-            f"spikingjelly's dataset readers do not import ({str(e).splitlines()[0]}); "
-            "install torch and torchaudio of the same release (pip install -e . does)"
+    except (ImportError, OSError, RuntimeError) as e:
+        # torch's load_library says only which file; the linker's reason is in the cause
+        first = "; ".join((str(x).splitlines() or [type(x).__name__])[0] for x in (e, e.__cause__) if x is not None)
+        raise InstallError(
+            f"spikingjelly.datasets (needed for the DVS data sets) does not import: {first} "
+            f"[{_versions('torch', 'torchaudio', 'torchvision', 'spikingjelly')}]; install torch, "
+            "torchvision and torchaudio of one release (requirements/main.lock pins a tested set: 'make demo')"
         ) from None
+
+
+def _versions(*names: str) -> str:
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
 
 
 # --- what must be on disk before SpikingJelly is called --------------------------------------
