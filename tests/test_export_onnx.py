@@ -56,10 +56,12 @@ def randomize_bn(model: nn.Module) -> None:
             m.running_var.uniform_(0.5, 2.0)
 
 
-def spike_stats(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int, float]:
-    """Unrolled torch output, spikes fired in total, and the closest any neuron came to its threshold."""
+def spike_stats(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int, float, list[torch.Tensor]]:
+    """Unrolled torch output, spikes fired in total, the closest any neuron came to its threshold,
+    and each neuron layer's spikes stacked over time [T, B, ...], in module order."""
     unrolled = unroll_snn(model, x.shape[0])
     fired, margin = [0], [float("inf")]
+    spikes: dict[nn.Module, list[torch.Tensor]] = {}
 
     def pre(mod: ElementwiseNeuron, args):
         v = torch.full_like(args[0], 0.0 if mod.v_reset is None else mod.v_reset) if mod.v is None else mod.v
@@ -68,6 +70,7 @@ def spike_stats(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int, f
 
     def post(mod, args, out):
         fired[0] += int(out.sum().item())
+        spikes.setdefault(mod, []).append(out.detach().clone())
 
     for m in unrolled.modules():
         if isinstance(m, ElementwiseNeuron):
@@ -75,7 +78,23 @@ def spike_stats(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int, f
             m.register_forward_hook(post)
     with torch.no_grad():
         out = unrolled(x)
-    return out, fired[0], margin[0]
+    return out, fired[0], margin[0], [torch.stack(v) for v in spikes.values()]
+
+
+def spikingjelly_spikes(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The multi-step model's output and each spiking neuron layer's output [T, B, ...], in module order."""
+    from spikingjelly.activation_based.neuron import BaseNode
+
+    seen: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda mod, a, out: seen.append(out.detach().clone()))
+             for m in model.modules() if isinstance(m, BaseNode)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, seen
 
 
 def check_export(model: nn.Module, path: Path, shape: tuple[int, ...], T: int | None, x: torch.Tensor) -> float:
@@ -87,11 +106,15 @@ def check_export(model: nn.Module, path: Path, shape: tuple[int, ...], T: int | 
         assert info["inputs"][0]["shape"] == ["batch", *shape] and info["outputs"][0]["shape"] == ["batch", 10]
         return verify_onnx(path, model, x)
     assert info["inputs"][0]["shape"] == [T, "batch", *shape] and info["outputs"][0]["shape"] == [T, "batch", 10]
-    unrolled_out, fired, margin = spike_stats(model, x)
-    with torch.no_grad():
-        ref = model(x)
-    # The plain-torch neurons reproduce spikingjelly's exactly, not just within tolerance.
-    assert torch.equal(unrolled_out, ref)
+    unrolled_out, fired, margin, spikes = spike_stats(model, x)
+    ref, ref_spikes = spikingjelly_spikes(model, x)
+    # The plain-torch neurons reproduce spikingjelly's spikes exactly, every layer and step. The
+    # logits agree to float rounding only: one step at a time, the convs and the Linear run on
+    # batches of B instead of T*B, and oneDNN may then sum in another order.
+    assert len(spikes) == len(ref_spikes) >= 2
+    for got, want in zip(spikes, ref_spikes, strict=True):
+        assert torch.equal(got, want)
+    torch.testing.assert_close(unrolled_out, ref, rtol=0, atol=1e-6)
     assert fired > 0 and (ref[0] - ref[-1]).abs().max() > 1e-3, "no spikes: the comparison would be vacuous"
     assert margin > MARGIN, f"a neuron is {margin:.2g} from threshold; pick another seed"
     return verify_onnx(path, model, x)
@@ -107,9 +130,14 @@ def test_ann_digits_trained(trained, tmp_path):
 @pytest.mark.parametrize("inputs", ["random", "digits"])
 def test_snn_digits_trained(inputs, trained, tmp_path):
     model = model_from_checkpoint(load_checkpoint(trained["student"]), trained["student"]).eval()
-    torch.manual_seed(2)
     if inputs == "random":
-        x = 2 * torch.randn(3, 5, 1, 8, 8)
+        # The trained weights differ with the library versions of the lock; draw inputs until no
+        # neuron sits within float rounding of its threshold (a tie ONNX may break otherwise).
+        for seed in range(2, 12):
+            torch.manual_seed(seed)
+            x = 2 * torch.randn(3, 5, 1, 8, 8)
+            if spike_stats(model, x)[2] > MARGIN:
+                break
     else:  # test images, direct encoding (repeated over T) as in training
         x = load_dataset("digits", None, DataOptions(augment=False))[1].tensors[0][:8].expand(3, -1, -1, -1, -1)
     diff = check_export(model, tmp_path / "snn.onnx", (1, 8, 8), 3, x.contiguous())
@@ -226,7 +254,7 @@ def test_onnx_graph_unrolled_with_elementwise_lif(tmp_path):
     with torch.no_grad():
         expected = model(x).numpy()
     assert all(n > 0 for n in fired.values()), f"a population never spikes, the comparison would be vacuous: {fired}"
-    _, _, margin = spike_stats(model, x)
+    _, _, margin, _ = spike_stats(model, x)
     assert margin > MARGIN, f"a neuron is {margin:.2g} from threshold; pick another seed"
     # onnxruntime run here, not through verify_onnx (the product's own check)
     session = ort.InferenceSession(str(tmp_path / "snn.onnx"), providers=["CPUExecutionProvider"])
