@@ -59,12 +59,15 @@ $(UV):
 	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
 	$(UV_VENV)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
 
+# samna is left out of the main lock: its PyPI package is a stub that, when imported, pip-installs
+# another build from a GitLab index into the environment (rockpool imports it when present).
+# sinabs declares it but needs it only for DynapCNN hardware; scripts/envlock.py knows this.
 # The main lock is universal (markers for Linux, macOS, Windows; Python >= 3.11), tested on Linux
 # x86_64 with Python 3.11. The Lava lock is for Linux x86_64 and Python 3.10 only, where lava-nc
 # 0.10.0 runs.
 lock: $(UV)
 	@mkdir -p $(LOCK_DIR)
-	$(UV_COMPILE) --universal --python-version 3.11 pyproject.toml --extra dev \
+	$(UV_COMPILE) --universal --python-version 3.11 pyproject.toml --extra dev --extra interop --no-emit-package samna \
 	  --constraint requirements/constraints.txt --output-file $(LOCK_DIR)/main.lock
 	$(UV_COMPILE) --python-version 3.10 --python-platform x86_64-manylinux_2_28 requirements/lava.in \
 	  --output-file $(LOCK_DIR)/lava.lock
