@@ -114,6 +114,12 @@ class CLI(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _nir_consumers() -> list[str]:
+    from .export.nir_consumers import names
+
+    return names()
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
 
@@ -241,13 +247,18 @@ def models() -> None:
 @click.option("--accept-reset-approximation", is_flag=True,
               help="export a soft-reset model although Loihi resets to 0 (the accuracy change is in the manifest)")
 @click.option("--chips", type=int, default=1, show_default=True, help="loihi2: plan for this many chips")
+@click.option("--for", "consumer", type=click.Choice(_nir_consumers()), default=None,
+              help="nir: write the file in this importer's conventions [spikingjelly: the canonical file] "
+                   "(docs/export.md, 'NIR consumers')")
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 def export(ckpt: str, target: str, out: str, calib: int, weight_bits: int, timesteps: int | None, dt: float,
-           accept_reset_approximation: bool, chips: int, overwrite: bool) -> None:
+           accept_reset_approximation: bool, chips: int, consumer: str | None, overwrite: bool) -> None:
     """Export a trained checkpoint to a Loihi 2 bundle, a float NIR graph or ONNX models."""
     from .export import bundle
 
     ck, dest = Path(ckpt), Path(out)
+    if consumer is not None and target != "nir":
+        raise ConfigError(f"--for {consumer} is for --target nir (a {target} export has no consumer choice)")
     if target == "loihi2":
         m = bundle.export_loihi2(ck, dest, calib=calib, weight_bits=weight_bits, timesteps=timesteps, dt=dt,
                                  accept_reset_approximation=accept_reset_approximation, overwrite=overwrite,
@@ -257,9 +268,10 @@ def export(ckpt: str, target: str, out: str, calib: int, weight_bits: int, times
                    f"quantized {m['accuracy_quantized']:.4f} on {m['calibration_samples']} calibration samples"
                    + ("" if m["netx"] is None else f"; no network.net ({m['netx']['reason']})"))
     elif target == "nir":
-        m = bundle.export_nir(ck, dest, timesteps=timesteps, dt=dt,
+        m = bundle.export_nir(ck, dest, timesteps=timesteps, dt=dt, consumer=consumer,
                               accept_reset_approximation=accept_reset_approximation, overwrite=overwrite)
-        click.echo(f"float NIR graph in {dest}/network.nir: {m.get('nodes')} nodes, T={m.get('timesteps')}, dt={dt}")
+        click.echo(f"float NIR graph for {m['consumer']} in {dest}/network.nir: {m.get('nodes')} nodes, "
+                   f"T={m.get('timesteps')}, dt={m['dt']:g}; {m['consumer_conventions']}")
     else:
         m = bundle.export_onnx(ck, dest, timesteps=timesteps, overwrite=overwrite)
         click.echo(f"ONNX models in {dest}: {', '.join(sorted(m.get('models', {})))}")

@@ -215,11 +215,17 @@ def _layer_entry(graph, p, r) -> dict:
 
 
 def export_nir(ckpt_path: Path, out: Path, *, timesteps: int | None, dt: float = 1.0,
-               accept_reset_approximation: bool = False, overwrite: bool = False) -> dict:
+               accept_reset_approximation: bool = False, overwrite: bool = False, consumer: str | None = None) -> dict:
+    from .nir_consumers import get
     from .nir_float import export_nir_float
 
+    if consumer is not None:
+        get(consumer)  # an unknown consumer fails before the output directory is touched
+    prepare_out(out, overwrite)
+
     def fill(tmp: Path) -> dict:
-        info = export_nir_float(ckpt_path, tmp, timesteps, dt, accept_reset_approximation=accept_reset_approximation)
+        info = export_nir_float(ckpt_path, tmp, timesteps, dt, accept_reset_approximation=accept_reset_approximation,
+                                consumer=consumer)
         manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "nir",
                     "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), **_plain(info),
                     "files": {"nir": "network.nir", "manifest": "manifest.json"}}

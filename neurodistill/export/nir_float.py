@@ -478,11 +478,16 @@ def write_nir(graph: nir.NIRGraph, path: str | Path) -> Path:
 
 
 def export_nir_float(ckpt_path: Path, out_dir: Path, timesteps: int | None, dt: float = 1.0, *,
-                     accept_reset_approximation: bool = False) -> dict[str, Any]:
+                     accept_reset_approximation: bool = False, consumer: str | None = None) -> dict[str, Any]:
     """Write `out_dir/network.nir` for a neurodistill spiking checkpoint; return what the manifest needs.
 
     `timesteps` None takes the checkpoint's (its event frame count, else its training T).
+    `consumer` (a name in `nir_consumers`) rewrites the graph into that importer's conventions.
     """
+    from .nir_consumers import DEFAULT, adapt_for, get
+
+    consumer = consumer or DEFAULT
+    get(consumer)  # an unknown name fails before the checkpoint is read
     from ..train.checkpoint import load_checkpoint
     from ..train.loop import model_from_checkpoint
 
@@ -501,12 +506,14 @@ def export_nir_float(ckpt_path: Path, out_dir: Path, timesteps: int | None, dt: 
         if not timesteps:
             raise CheckpointError(f"checkpoint {str(ckpt_path)!r} records no time-step count; pass timesteps")
     model = model_from_checkpoint(ckpt, ckpt_path)
-    graph = to_nir_graph(model, tuple(dataset["input_shape"]), int(timesteps), dt, accept_reset_approximation)
+    graph = adapt_for(to_nir_graph(model, tuple(dataset["input_shape"]), int(timesteps), dt, accept_reset_approximation),
+                      consumer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = write_nir(graph, out_dir / NIR_FILE)
     return {
-        "path": str(path), "nodes": len(graph.nodes), "edges": len(graph.edges), "dt": float(dt),
+        "path": str(path), "nodes": len(graph.nodes), "edges": len(graph.edges), "dt": float(graph.metadata["dt"]),
+        "consumer": consumer, "consumer_conventions": graph.metadata["consumer_conventions"],
         "timesteps": int(timesteps), "time_unit": graph.metadata["time_unit"], "readout": graph.metadata["readout"],
         "reset_approximated": graph.metadata.get("reset_approximated", ""),
     }
