@@ -39,3 +39,26 @@ def test_spikingjelly_import_matches_spike_for_spike(case_name, request, tmp_pat
     ref = case.spikes_by_node(graph)
     assert mismatches(ref, got) == {k: 0 for k in ref}
     torch.testing.assert_close(logits, case.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_writes_the_consumer_into_file_and_manifest(tmp_path):
+    from click.testing import CliRunner
+
+    from neurodistill.cli import main
+
+    run = CliRunner().invoke(main, ["train", "--model", "snn_digits", "--epochs", "1", "--limit-train-batches", "2",
+                                    "--out", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "run" / "last.pt"), "--target", "nir", "--for",
+                                    "spikingjelly", "--out", str(tmp_path / "nir")])
+    assert res.exit_code == 0, res.output
+    meta = nir.read(tmp_path / "nir" / "network.nir").metadata
+    assert meta["consumer"] == "spikingjelly" and "import_from_nir" in meta["consumer_importer"]
+    import json
+
+    assert json.loads((tmp_path / "nir" / "manifest.json").read_text())["consumer"] == "spikingjelly"
+    # --for is a property of NIR files only: with another target it is one error line, nothing written.
+    bad = CliRunner().invoke(main, ["export", str(tmp_path / "run" / "last.pt"), "--target", "loihi2", "--for",
+                                    "spikingjelly", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "--for spikingjelly is for --target nir" in bad.stderr, bad.output
+    assert not (tmp_path / "b").exists()
