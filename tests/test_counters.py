@@ -1,4 +1,4 @@
-"""Counting by the conventions of spec/energy.md, on hand-computed cases."""
+"""Counting by the conventions of docs/simulate.md#counting-conventions, on hand-computed cases."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ def test_paper_convention_ops_come_from_the_original_layers():
     assert [s.dense_ops for s in g.synapses] == [9 * 1 * 16 * 64, 9 * 16 * 32 * 16, 512 * 10]
     r18 = capture(create_model("snn_resnet18", 10, 3), (3, 32, 32))
     total = sum(s.dense_ops for s in r18.synapses)
-    assert abs(total / 0.5554e9 - 1) < 1e-3  # spec/energy.md: 0.5554 G per step
+    assert abs(total / 0.5554e9 - 1) < 1e-3  # docs/simulate.md#counting-conventions: 0.5554 G per step
     assert all(s.dense_ops == 0 for s in r18.synapses if ">" in s.name)  # identity shortcuts add no ops
     vgg = capture(create_model("snn_vgg11", 10, 3), (3, 32, 32))
     folded = next(s for s in vgg.synapses if s.weight.shape[-1] == 6)  # avg-pool folded: 6x6 kernel

@@ -1,6 +1,6 @@
 """Exported `.net` files run in Lava (fixed_pt) spike for spike as an independent integer reference.
 
-The reference below is written from the equations of spec/loihi2.md §B.2-B.4 alone, one sample
+The reference below is written from the equations of docs/loihi2.md#fixed-point-neuron-update alone, one sample
 at a time in numpy, and shares no code with neurodistill's simulator. Required in CI.
 """
 

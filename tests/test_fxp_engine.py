@@ -1,7 +1,7 @@
 """The time-batched fixed-point engine against a step-by-step integer reference, at the edges.
 
 `run_fxp` computes one population after another over all steps in float32/float64 where that
-is exact (fxp.state_dtype). The reference below runs Lava's equations (spec/loihi2.md §B) one
+is exact (fxp.state_dtype). The reference below runs Lava's equations (docs/loihi2.md#fixed-point-neuron-update) one
 step at a time in numpy int64 for any graph (several synapses into one population, delays), and
 shares no code with it. The graphs are built to reach what trained networks rarely do: u
 wrapping past 24 bits, v saturating, decays whose factor is not a power of two, no current

@@ -1,4 +1,4 @@
-"""`.net` files written by lava-dl itself (shared/fixtures/lava-dl) read and simulated spike for spike.
+"""`.net` files written by lava-dl itself (tests/fixtures/lava-dl) read and simulated spike for spike.
 
 For each fixture network, neurodistill's fixed-point simulator (`run_fxp_spike_input` on the
 graph `read_netx` gives) and Lava (`netx.hdf5.Network`, fixed_pt, through
@@ -38,8 +38,8 @@ def fixture_dir() -> Path:
         if c and (Path(c) / "tiny.net").is_file():
             return Path(c)
     if os.environ.get("CI"):
-        pytest.fail("CI=true but shared/fixtures/lava-dl is missing (set NEURODISTILL_LAVA_DL_FIXTURES)")
-    pytest.skip("shared/fixtures/lava-dl not found (set NEURODISTILL_LAVA_DL_FIXTURES)")
+        pytest.fail("CI=true but tests/fixtures/lava-dl is missing (set NEURODISTILL_LAVA_DL_FIXTURES)")
+    pytest.skip("tests/fixtures/lava-dl not found (set NEURODISTILL_LAVA_DL_FIXTURES)")
 
 
 @pytest.fixture(scope="module")

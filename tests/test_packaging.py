@@ -1,4 +1,4 @@
-"""The wheel ships what the package reads at run time (DESIGN.md: hw_profiles inside the wheel)."""
+"""The wheel ships what the package reads at run time (docs/design.md#layout: hw_profiles inside the wheel)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The float-to-Loihi mapping checked against hand-computed integers (spec/loihi2.md §E.2, Decision 6)
+"""The float-to-Loihi mapping checked against hand-computed integers (docs/loihi2.md#spikingjelly-lif-to-cuba-lif)
 and the resource mapper against hand-counted connections and cores (Decision 8).
 
 Every expected number below is worked out in the comments from the spec's formulas, not by

@@ -59,11 +59,11 @@ def test_report_files_and_prices(sims, tmp_path):
 
 
 def _fp32(x: dict) -> float:
-    """spec/energy.md, compute-only fp32 (Horowitz): 4.6 pJ per MAC + 0.9 pJ per AC."""
+    """docs/hardware-profiles.md#published-figures, compute-only fp32 (Horowitz): 4.6 pJ per MAC + 0.9 pJ per AC."""
     return 4.6e-12 * x["macs"] + 0.9e-12 * x["acs"]
 
 
-# each profile's energy from the counts by hand (spec/energy.md's tables); truenorth is all-in, loihi2
+# each profile's energy from the counts by hand (docs/hardware-profiles.md#published-figures); truenorth is all-in, loihi2
 # an estimate with Loihi 1's 23.6 pJ per synaptic op
 BY_HAND = {"cmos45-fp32": _fp32, "truenorth": lambda x: 26e-12 * x["synaptic_events"],
            "loihi2": lambda x: 23.6e-12 * x["synaptic_events"]}

@@ -62,7 +62,7 @@ def test_bias_input_net_counts_and_spikes_file(inputs, tmp_path):
     assert np.array_equal(data.nodes["output"].observables["v"].data, v_out.reshape(16, 6, -1).transpose(1, 0, 2))
     saved = read_spikes(tmp_path / "spikes.h5")
     assert all(np.array_equal(saved[name], s.reshape(16, 6, -1).transpose(1, 0, 2)) for name, s in spikes.items())
-    # exact synaptic events (spec/energy.md): each input spike times its fan-out = over the output neurons,
+    # exact synaptic events (docs/simulate.md#counting-conventions): each input spike times its fan-out = over the output neurons,
     # the active inputs in each one's receptive field: a ones kernel convolved over the input spikes
     # (tiny.net: 5x5 stride 2, no padding: the last row and column of layer0 reach no output neuron)
     assert sim["layers"][0]["synaptic_events"] == 0 and sim["layers"][0]["acs"] == 0

@@ -56,7 +56,7 @@ def test_demo_teacher_and_tser_student_reach_the_bar(tmp_path):
     assert sim["samples"] == 360 and sim["accuracy"] >= 0.97
     rep = json.loads((tmp_path / "report" / "report.json").read_text())
     assert rep["profiles"][0] == "cmos45-fp32" and (tmp_path / "report" / "energy_by_profile.png").is_file()
-    # the files DESIGN.md promises
+    # the files docs/design.md#the-files-each-stage-writes promises
     for f in ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json"):
         assert (tmp_path / "student" / f).is_file()
     for key in ("dataset", "model", "method", "timesteps", "epochs", "seed", "test_acc", "test_acc_per_timestep",

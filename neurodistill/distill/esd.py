@@ -1,4 +1,4 @@
-"""ESD: enhanced self-distillation on top of rate-based backprop (spec/methods.md, "esd").
+"""ESD: enhanced self-distillation on top of rate-based backprop (docs/methods.md#esd-enhanced-self-distillation).
 
 In the rate pass, the rate outputs of the network's stages feed lightweight ANN branches
 (ReLU, not spiking), each ending in a linear head: exits `z_1 .. z_{N-1}` plus the network's

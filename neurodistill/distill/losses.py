@@ -1,4 +1,4 @@
-"""Distillation losses as pure functions over per-step logits (spec/methods.md).
+"""Distillation losses as pure functions over per-step logits (docs/methods.md).
 
 Every function takes student logits `z: [T, B, K]`, integer labels `y: [B]` and, where needed,
 teacher logits `z_tea: [B, K]`, and returns a dict of loss parts:

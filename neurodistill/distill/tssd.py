@@ -1,4 +1,4 @@
-"""TSSD: temporal-spatial self-distillation (Zuo et al., arXiv 2406.07862; spec/methods.md "tssd").
+"""TSSD: temporal-spatial self-distillation (Zuo et al., arXiv 2406.07862; docs/methods.md#tssd-temporal-spatial-self-distillation).
 
 No separate teacher. Each training step runs the same network (same weights) twice:
 - at `T_s` steps (the deployed setting), recording a stage's output through a forward hook,

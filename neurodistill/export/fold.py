@@ -1,4 +1,4 @@
-"""Folding BatchNorm and average pooling into the synapse layers (spec/loihi2.md E.5, E.6).
+"""Folding BatchNorm and average pooling into the synapse layers (docs/loihi2.md#batchnorm-and-pooling).
 
 Pure functions over numpy arrays (float64, so that folding adds no rounding of its own).
 """

@@ -1,5 +1,5 @@
 """The deployment graph: the one description of a network that every writer, simulator,
-runner and counter reads (spec/loihi2.md, Decision 1). Plain dataclasses, no behaviour.
+runner and counter reads (docs/design.md#the-deployment-graph). Plain dataclasses, no behaviour.
 
 A graph is a set of neuron populations and the synapse layers between them. Several synapse
 layers may feed one population (a residual add is a sum of synaptic input); a synapse whose

@@ -1,4 +1,4 @@
-"""Map the float deployment graph to Loihi 2 CUBA neurons and quantize it (spec/loihi2.md §E.2).
+"""Map the float deployment graph to Loihi 2 CUBA neurons and quantize it (docs/loihi2.md#spikingjelly-lif-to-cuba-lif).
 
 spikingjelly has no synaptic current, so every population gets `iDecay = 4096` (u = a << 6 each
 step). With a per-population power-of-two scale s (weight LSBs per float unit):

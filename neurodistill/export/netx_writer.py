@@ -1,4 +1,4 @@
-"""lava-dl netx HDF5 (`network.net`) for chain graphs (spec/loihi2.md §A).
+"""lava-dl netx HDF5 (`network.net`) for chain graphs (docs/loihi2.md#the-netx-hdf5-file-networknet).
 
 Layer 0 is an `input` layer *with* a neuron group: the encoding population, whose input is
 the host-computed encoding current, set per sample as its bias (netx leaves the input

@@ -2,7 +2,7 @@
 
 The graph is the float network exactly as trained, with BatchNorm folded into the synapse
 layer before it (NIR has no BatchNorm node). Everything a reader needs to re-run it is in
-`graph.metadata`, because NIR itself carries no time step (spec/loihi2.md D.4, pitfall 1).
+`graph.metadata`, because NIR itself carries no time step (docs/loihi2.md#nir-conventions).
 
 Conventions (also written into every graph's metadata):
 

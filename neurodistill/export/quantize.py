@@ -1,6 +1,6 @@
 """Loihi fixed-point formats: power-of-two scales, even 8-bit weights, 13-bit biases, 17-bit thresholds.
 
-Pure functions over numpy arrays (spec/loihi2.md Decision 6, A.3, B.1).
+Pure functions over numpy arrays (docs/loihi2.md#decisions, item 6; docs/loihi2.md#fixed-point-neuron-update).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CIFAR-style ResNet-18/19/34, spiking and ANN (spec/methods.md, "Architectures").
+"""CIFAR-style ResNet-18/19/34, spiking and ANN (docs/training.md#models---model-neurodistill-models).
 
 The neuron comes after the residual add: `act(BN(conv2(act(BN(conv1 x)))) + shortcut(x))`,
 so a residual add is a sum of synaptic input into one population (what Loihi 2 can run).

@@ -1,4 +1,4 @@
-"""Counts per layer and time step, by the conventions of spec/energy.md. Pure functions.
+"""Counts per layer and time step, by the conventions of docs/simulate.md#counting-conventions. Pure functions.
 
 Spikes come from a simulation of the deployment graph, `spikes[pop]: (steps, B, *shape)` over
 the whole on-chip run of `T + latency` steps. A population at depth d handles input step t at

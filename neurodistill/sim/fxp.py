@@ -1,4 +1,4 @@
-"""Loihi 2 fixed-point simulation of a quantized deployment graph, batched (spec/loihi2.md §B).
+"""Loihi 2 fixed-point simulation of a quantized deployment graph, batched (docs/loihi2.md#fixed-point-neuron-update).
 
 Integer arithmetic exactly as Lava's `PyLifModelBitAcc`, `PyDenseModelBitAcc` and
 `PyConvModelFixed` compute it: decays with round toward zero, u wrapped and v saturated to 24

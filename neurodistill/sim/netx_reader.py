@@ -1,6 +1,6 @@
-"""Read a lava-dl netx `.net` (HDF5) file into a `DeployGraph` (spec/loihi2.md §A).
+"""Read a lava-dl netx `.net` (HDF5) file into a `DeployGraph` (docs/loihi2.md#the-netx-hdf5-file-networknet).
 
-For networks written by lava-dl itself (shared/fixtures/lava-dl) as well as our own bundles.
+For networks written by lava-dl itself (tests/fixtures/lava-dl) as well as our own bundles.
 Layer types `input`, `conv`, `dense` and `flatten` with `CUBA`/`LOIHI` neurons are read; every
 integer is taken exactly as `netx.hdf5.Network` hands it to Lava's fixed-point models:
 

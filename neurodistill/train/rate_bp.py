@@ -1,4 +1,4 @@
-"""Rate-based backpropagation (Yu et al., NeurIPS 2024; spec/methods.md, "Rate-based backpropagation").
+"""Rate-based backpropagation (Yu et al., NeurIPS 2024; docs/methods.md#rate-based-backpropagation---backprop-rate).
 
 One training iteration is two passes over the same weights, with no change to the model:
 
