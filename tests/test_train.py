@@ -198,3 +198,15 @@ def test_adamw_constant_schedule_and_tensorboard(tmp_path):
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [float(r["lr"]) for r in rows] == [1e-3, 1e-3]
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_training_time_per_batch_is_recorded(tmp_path):
+    """summary.json's train_seconds_per_batch is the optimisation steps' time over the batches run
+    (metrics.csv per epoch), positive, and less than the whole epoch time (which adds evaluation)."""
+    summary = train(resolve({"model": "snn_digits", "epochs": 2, "limit_train_batches": 3, "out": str(tmp_path)}, {}))
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["train_batches"]) for r in rows] == [3, 3] and summary["train_batches"] == 6
+    steps = sum(float(r["train_step_seconds"]) for r in rows)
+    assert summary["train_seconds_per_batch"] == pytest.approx(steps / 6)
+    assert 0 < steps < summary["train_seconds"] and summary["batch_size"] == 64
+    assert json.loads((tmp_path / "summary.json").read_text())["train_seconds_per_batch"] == summary["train_seconds_per_batch"]

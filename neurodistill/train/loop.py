@@ -314,9 +314,14 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         correct = seen = 0
         loader = _loader(train_ds, cfg, d, train=True, epoch=epoch)
         bar = _progress(loader, batches, f"epoch {epoch + 1}/{cfg.epochs}", progress and d.main)
+        # Training time per batch (TSER's Table 4 column): the optimisation steps alone, data loading
+        # included, evaluation and checkpointing excluded. Each step calls .item(), which waits for
+        # the device, so wall time here is the device's time too.
+        t_steps, n_batches = time.perf_counter(), 0
         for i, (x, y) in enumerate(bar):
             if cfg.limit_train_batches and i >= cfg.limit_train_batches:
                 break
+            n_batches += 1
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             parts, z = net(x, y)
             if parts["loss"].item() < 0 and not warned_negative:
@@ -335,6 +340,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
                 seen += len(y)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{parts['loss'].item():.3f}")
+        step_seconds = time.perf_counter() - t_steps
         names = [*LOSS_PARTS, *sorted(set(parts_sum) - set(LOSS_PARTS))]
         sums = torch.tensor([parts_sum.get(k, 0.0) for k in names] + [correct, seen], dtype=torch.float64)
         sums = distributed.reduce_sum(d, sums)
@@ -346,6 +352,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         row |= {"train_acc": sums[-2].item() / n, "test_loss": test["loss"], "test_acc": test["acc"]}
         row |= {f"test_acc_t{p['t']}": p["alone"] for p in test["per_timestep"]}
         row["seconds"] = train_seconds
+        row["train_batches"], row["train_step_seconds"] = n_batches, step_seconds
         history.append(row)
         is_best = test["acc"] > best["acc"]
         if is_best:
@@ -381,14 +388,23 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         "timesteps": inputs.timesteps if spec.spiking else 1, "epochs": cfg.epochs, "seed": cfg.seed,
         "test_acc": final["acc"], "test_acc_per_timestep": final["per_timestep"],
         "best_test_acc": best["acc"], "best_epoch": best["epoch"],
-        "train_seconds": train_seconds, "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
-        "device": str(device), "world_size": d.world, "teacher": cfg.teacher, "method_info": step.info(),
+        "train_seconds": train_seconds, **_per_batch(history, cfg.batch_size),
+        "peak_memory_bytes": peak, "peak_memory_kind": peak_kind, "device": str(device), "world_size": d.world, "teacher": cfg.teacher, "method_info": step.info(),
         "checkpoint": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
     }
     if d.main:
         write_json(out / "summary.json", summary)
     step.close()
     return summary
+
+
+def _per_batch(history: list[dict], batch_size: int) -> dict[str, Any]:
+    """Mean seconds per training batch over the run's epochs (resumed epochs included: the rows
+    travel in the checkpoint). Runs from before this was recorded have no such rows."""
+    rows = [r for r in history if r.get("train_batches")]
+    batches = sum(r["train_batches"] for r in rows)
+    return {"train_seconds_per_batch": sum(r["train_step_seconds"] for r in rows) / batches if batches else None,
+            "train_batches": batches, "batch_size": batch_size}
 
 
 def _yaml(d: dict) -> str:
