@@ -12,11 +12,45 @@ matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def legend(ax, **kw) -> None:
+    """The legend outside the plotting area, to the right: inside it would cover bars or lines
+    (the first layer's bars, a curve's last points) in some figure or other."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=kw.pop("fontsize", 7), **kw)
+
+
+def hidden_by_legends(fig) -> list[str]:
+    """What a legend box covers in `fig`: bars (rectangles of non-zero size) and points along the
+    plotted lines, in display coordinates. Empty when every legend leaves the data visible."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    hidden = []
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg is None:
+            continue
+        box = leg.get_window_extent(renderer)
+        for bar in ax.patches:
+            r = bar.get_window_extent(renderer)
+            if r.width > 0 and r.height > 0 and box.overlaps(r):
+                hidden.append(f"{ax.get_title()!r}: bar at x={bar.get_x():.2f} under the legend")
+        for line in ax.get_lines():
+            xy = line.get_xydata()
+            if len(xy) == 0:
+                continue
+            # points along each segment, so a legend over the middle of a line counts too
+            dense = np.concatenate([np.linspace(a, b, 25) for a, b in zip(xy[:-1], xy[1:], strict=True)] or [xy])
+            pts = ax.transData.transform(dense)
+            if any(box.contains(x, y) for x, y in pts):
+                hidden.append(f"{ax.get_title()!r}: line {line.get_label()!r} under the legend")
+    return hidden
+
+
 def _save(fig, out: Path, stem: str, header: list[str], rows: list[list]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"{stem}.{ext}", dpi=160)
+        # bbox_inches="tight" grows the canvas to hold legends placed outside the axes
+        fig.savefig(out / f"{stem}.{ext}", dpi=160, bbox_inches="tight")
     plt.close(fig)
     with open(out / f"{stem}.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -32,7 +66,7 @@ def _grouped_bars(ax, groups: list[str], series: dict[str, list[float]]) -> None
         ax.bar([j + i * width for j in range(len(groups))], values, width, label=label)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups, rotation=45, ha="right")
     if len(series) > 1:
-        ax.legend(fontsize=7)
+        legend(ax)
 
 
 STEMS = ("firing_rate_by_layer", "firing_rate_by_step", "accuracy_by_step", "energy_by_layer", "energy_by_profile")
@@ -74,7 +108,7 @@ def firing_rate_by_step(models: list[dict], out: Path) -> list[str]:
     ax.set_ylabel("firing rate (neuron-weighted)")
     ax.set_title("Firing rate per time step")
     if len(models) > 1:
-        ax.legend()
+        legend(ax)
     return _save(fig, out, "firing_rate_by_step", ["model", "t", "firing_rate"], rows)
 
 
@@ -94,7 +128,7 @@ def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
     ax.set_xticks(sorted({p["t"] for m in with_acc for p in m["accuracy_per_timestep"]}))
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy per time step")
-    ax.legend(fontsize=7)
+    legend(ax)
     return _save(fig, out, "accuracy_by_step", ["model", "t", "alone", "running_mean"], rows)
 
 
