@@ -260,3 +260,133 @@ def _plain(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+# ----------------------------------------------------------------------------- a NIR graph as the source
+
+DIGITS_SHAPE = (1, 8, 8)
+
+
+def nir_source_module(nir_path: Path, source: str, source_dt: float | None = None):
+    """(spikingjelly module, `nir_in.Translated`) of a NIR file written by `source`'s exporter."""
+    from .nir_import import from_nir_to_torch, read_nir_file
+    from .nir_in import translate
+
+    tr = translate(read_nir_file(nir_path), source, source_dt)
+    return from_nir_to_torch(tr.graph, dt=1.0), tr
+
+
+def calib_from_file(path: Path, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x (N, *input_shape)` and `y (N,)` from an .npz the user gives (`--calib FILE.npz`)."""
+    from ..errors import DatasetError
+
+    where = str(path)
+    if path.suffix != ".npz" or not path.is_file():
+        raise DatasetError(f"--calib {where!r}: give a sample count or an existing .npz file with 'x' and 'y'")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("x", "y") if k not in z.files]
+            if missing:
+                raise DatasetError(f"{where}: needs arrays 'x' (N, {', '.join(map(str, input_shape))}) and 'y' (N,); "
+                                   f"missing {', '.join(missing)} (it has {', '.join(z.files) or 'none'})")
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"{where} cannot be read as .npz ({type(e).__name__}: {str(e)[:120]})") from None
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape) or len(x) < 1:
+        raise DatasetError(f"{where}: 'x' has shape {list(x.shape)}; the graph needs (N, {', '.join(map(str, input_shape))})")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{where}: 'y' must be integer labels of shape ({len(x)},); it is {y.dtype} {list(y.shape)}")
+    if not np.isfinite(x).all():
+        raise DatasetError(f"{where}: 'x' holds NaN or Inf values")
+    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+
+
+def export_nir_source(nir_path: Path, out: Path, *, target: str, source: str, source_dt: float | None = None,
+                      calib: int | Path = 256, weight_bits: int = 8, timesteps: int | None = None,
+                      dt: float = 1.0, overwrite: bool = False, chips: int = 1, limits: str = "loihi2") -> dict:
+    """`neurodistill export MODEL.nir`: a NIR graph from `source`'s exporter (see `nir_in`) to `target`.
+
+    Calibration and the manifest's accuracies: `calib` samples of digits' training split when the
+    graph takes digits' (1, 8, 8), or the `x`, `y` of an .npz file.
+    """
+    from .nir_in import SOURCES
+
+    if source not in SOURCES:
+        raise ConfigError(f"--from {source!r} is not known; choose one of {', '.join(SOURCES)}")
+    if isinstance(calib, int) and calib < 1:
+        raise ConfigError(f"--calib {calib} is not allowed; it must be >= 1 or an .npz file")
+    prepare_out(out, overwrite)
+    model, tr = nir_source_module(nir_path, source, source_dt)
+    T = timesteps or tr.timesteps
+    if not T:
+        raise ConfigError(f"NIR file {str(nir_path)!r} records no time-step count (NIR has none); pass --timesteps T")
+    shape = tr.input_shape
+    nir_in = {"exporter": source, "source_dt": tr.dt, "nodes": tr.notes}
+    if target == "nir":
+        return _nir_source_as_nir(nir_path, out, tr, T, overwrite, nir_in)
+    if target == "onnx":
+        return _nir_source_as_onnx(nir_path, out, model, tr, T, overwrite, nir_in)
+    if isinstance(calib, Path):
+        x, y = calib_from_file(calib, shape)
+        split = f"given ({calib.name})"
+    elif shape == DIGITS_SHAPE:
+        x, y = dataset_samples("digits", None, {}, calib, "train")
+        split = "train"
+    else:
+        raise ConfigError(f"the NIR graph takes inputs of shape {list(shape)}, which no built-in dataset has (digits: "
+                          f"[1, 8, 8]); give --calib FILE.npz with 'x' (N, {', '.join(map(str, shape))}) and 'y' (N,)")
+    info = {"source": str(nir_path), "source_sha256": sha256(nir_path), "model": f"NIR from {source}",
+            "calibration_split": split, "nir_in": nir_in}
+    if shape == DIGITS_SHAPE:  # what `simulate BUNDLE` runs on
+        info["dataset"] = {"name": "digits", "data_dir": None, "data": {}, "num_classes": 10}
+    return export_module_loihi2(model, shape, x, y, out, timesteps=T, weight_bits=weight_bits, overwrite=overwrite,
+                                dt=dt, limits=limits, chips=chips, source=info)
+
+
+def _nir_source_as_nir(nir_path: Path, out: Path, tr, T: int, overwrite: bool, nir_in: dict) -> dict:
+    from .nir_float import INTEGRATION, LIF_CONVENTION, NIR_FILE, THRESHOLD_RULE, write_nir
+
+    graph = tr.graph
+    graph.metadata.update({"format": "neurodistill float NIR", "neurodistill_version": __version__, "timesteps": T,
+                           "input_shape": np.array(tr.input_shape, dtype=np.int64), "integration": INTEGRATION,
+                           "lif_convention": LIF_CONVENTION, "threshold_comparison": THRESHOLD_RULE,
+                           "reset": "hard reset to v_reset"})
+
+    def fill(tmp: Path) -> dict:
+        write_nir(graph, tmp / NIR_FILE)
+        manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "nir",
+                    "source": str(nir_path), "source_sha256": sha256(nir_path), "path": NIR_FILE,
+                    "nodes": len(graph.nodes), "edges": len(graph.edges), "dt": 1.0, "time_unit": "step",
+                    "timesteps": T, "consumer": "spikingjelly", "consumer_conventions": "canonical (dt = 1 step)",
+                    "nir_in": nir_in, "files": {"nir": NIR_FILE, "manifest": "manifest.json"}}
+        (tmp / "manifest.json").write_text(json.dumps(_plain(manifest), indent=2) + "\n")
+        return manifest
+
+    return write_dir(out, overwrite, fill)
+
+
+class _StepGraph(torch.nn.Module):
+    """The imported graph without its per-call reset, for the ONNX unrolling (it runs one step per call)."""
+
+    spiking = True
+
+    def __init__(self, graph_module: torch.nn.Module) -> None:
+        super().__init__()
+        self.graph_module = graph_module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph_module(x)[0]
+
+
+def _nir_source_as_onnx(nir_path: Path, out: Path, model, tr, T: int, overwrite: bool, nir_in: dict) -> dict:
+    from .onnx_export import export_onnx
+
+    def fill(tmp: Path) -> dict:
+        info = export_onnx(_StepGraph(model.graph_module), tmp / "snn.onnx", tr.input_shape, T)
+        manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "onnx",
+                    "source": str(nir_path), "source_sha256": sha256(nir_path), "nir_in": nir_in,
+                    "models": {"snn": _plain(info)}, "files": {"snn": "snn.onnx", "manifest": "manifest.json"}}
+        (tmp / "manifest.json").write_text(json.dumps(_plain(manifest), indent=2) + "\n")
+        return manifest
+
+    return write_dir(out, overwrite, fill)

@@ -1,0 +1,229 @@
+"""NIR in: a NIR graph written by another framework's exporter, rewritten into neurodistill's
+canonical NIR conventions (`nir_float`'s docstring, dt = one step) so that `nir_import` turns it
+into a spikingjelly module that `export_module_loihi2` deploys.
+
+NIR's neuron nodes are ODEs, and a file carries no time step: each exporter assumes its own dt
+and its own discretization. What each one writes (read in its installed source):
+
+* spikingjelly 2.0 (`nir_exchange.export_to_nir`, dt = 1e-4 unless given): `tau = tau_sj*dt`,
+  `r = 1` (decay_input) or `tau_sj`, `v_leak = v_reset`; forward Euler reproduces it exactly.
+* snnTorch 1.0 (`export_to_nir`, dt = 1e-4 hard-coded): Leaky -> LIF `tau = dt/(1-beta)`,
+  `r = tau/dt`, `v_leak = 0`, `v_reset = 0` whatever its `reset_mechanism`; forward Euler gives
+  snnTorch's `U = beta*U + I` exactly. Synaptic -> CubaLIF; RLeaky/RSynaptic -> nested graphs.
+* Norse 1.1 (`to_nir`, dt = 1e-3): LIFBoxCell -> LIF with `tau = dt/tau_mem_inv`, `r = 1`, no
+  v_reset (NIR's default 0); LIFCell -> CubaLIF likewise. Norse's own step is forward Euler with
+  `dt*tau_mem_inv`, so the written tau is dt times the true one (norse/norse#411, open); taken
+  at its word a Norse tau gives tau/dt << 1, which no discretization runs. Read here as Norse
+  computes it: `tau_true = tau_file/dt`.
+* sinabs 2.0 (`sinabs.nir.to_nir`): LIF `tau = tau_mem` in steps, `r = 1`, `v_leak = 0`; sinabs
+  decays exactly, `v = a*v + (1-a)*I` with `a = exp(-1/tau)` (its default `norm_input=True`),
+  which is the exact solution of NIR's ODE for an input held over the step; read that way
+  (dt = 1 step). IAF -> IF `r = 1`. Its exporter does not record reset or multi-spike
+  functions: NIR's reset to `v_reset` (0) is what is deployed.
+
+A neuron becomes a spikingjelly LIFNode when its per-step update `v <- a*v + g*I` has
+`g = 1 - a` (decay_input) or `g = 1`; `tau_sj = 1/(1 - a)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+
+from ..errors import ConfigError, UnsupportedLayerError
+
+# producer -> (seconds per step its exporter assumes, discretization, how it writes tau)
+SOURCES: dict[str, tuple[float | None, str]] = {
+    "neurodistill": (None, "euler"),  # dt in the graph's metadata
+    "spikingjelly": (1e-4, "euler"),
+    "snntorch": (1e-4, "euler"),
+    "norse": (1e-3, "euler"),
+    "sinabs": (1.0, "exact"),
+}
+PASS_THROUGH = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.Flatten, nir.AvgPool2d)
+ALLOWED = "Input, Output, Conv2d, Affine, Linear, Flatten, AvgPool2d, LIF, IF, CubaLIF with tau_syn = dt"
+CLASSIFIERS = (nir.Affine, nir.Linear, nir.Conv2d)
+REL = 1e-5  # exporters write float32: tau*(1 - beta) and r*dt/tau are 1 to about 1e-7
+
+
+@dataclass
+class Translated:
+    graph: nir.NIRGraph  # canonical: dt = 1 step
+    input_shape: tuple[int, ...]
+    timesteps: int | None  # the graph's own T (neurodistill files), else None
+    dt: float  # seconds per step of the source
+    notes: dict[str, str]  # node -> how it was read
+
+
+def _node_line(name: str, node: Any) -> str:
+    return f"NIR node {name!r} ({type(node).__name__})"
+
+
+def _uniform(name: str, node: Any, field: str) -> float:
+    values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
+    if values.size != 1:
+        raise UnsupportedLayerError(
+            f"{_node_line(name, node)}: {field} differs between neurons ({values.size} values, "
+            f"{values.min():g}..{values.max():g}); a Loihi population here takes one value per layer")
+    return float(values[0])
+
+
+def _like(node: Any, value: float) -> np.ndarray:
+    return np.full(np.shape(np.asarray(node.v_threshold)), value, dtype=np.float64)
+
+
+def _cycle_edge(graph: nir.NIRGraph) -> tuple[str, str] | None:
+    succ: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+    state: dict[str, int] = {}
+
+    def visit(n: str) -> tuple[str, str] | None:
+        state[n] = 1
+        for m in succ.get(n, []):
+            if state.get(m) == 1:
+                return (n, m)
+            if m not in state and (e := visit(m)):
+                return e
+        state[n] = 2
+        return None
+
+    for n in graph.nodes:
+        if n not in state and (e := visit(n)):
+            return e
+    return None
+
+
+class _Reader:
+    def __init__(self, source: str, dt: float) -> None:
+        self.source, self.dt = source, dt
+        self.discretization = SOURCES[source][1]
+
+    def step(self, name: str, node: Any, tau: float, r: float) -> tuple[float, float]:
+        """(a, g) of the per-step update v <- a*v + g*I + (1 - a)*v_leak."""
+        if self.source == "norse":
+            tau = tau / self.dt  # norse/norse#411: its exporter writes dt/tau_mem_inv
+        x = self.dt / tau
+        if not math.isfinite(x) or x <= 0:
+            raise UnsupportedLayerError(f"{_node_line(name, node)}: tau = {tau:g} is not a positive finite time constant")
+        if self.discretization == "exact":
+            a = math.exp(-x)
+            return a, (1.0 - a) * r
+        return 1.0 - x, x * r
+
+    def lif(self, name: str, node: Any, tau: float, r: float) -> nir.LIF:
+        v_th = _uniform(name, node, "v_threshold")
+        v_reset = _uniform(name, node, "v_reset")
+        v_leak = _uniform(name, node, "v_leak")
+        a, g = self.step(name, node, tau, r)
+        if not 0.0 < a < 1.0:
+            raise UnsupportedLayerError(
+                f"{_node_line(name, node)}: tau = {tau:g} s with dt = {self.dt:g} s decays by {a:.4g} per step; "
+                f"spikingjelly/Loihi LIF needs tau > dt (check --source-dt)")
+        if not math.isclose(v_leak, v_reset, rel_tol=REL, abs_tol=1e-9):
+            raise UnsupportedLayerError(
+                f"{_node_line(name, node)}: v_leak = {v_leak:g} differs from v_reset = {v_reset:g}; "
+                f"spikingjelly/Loihi LIF leaks towards its reset value (v_leak = v_reset)")
+        tau_sj = 1.0 / (1.0 - a)
+        if math.isclose(g, 1.0 - a, rel_tol=REL):
+            r_c = 1.0  # decay_input=True: H = V + (X - V)/tau
+        elif math.isclose(g, 1.0, rel_tol=REL):
+            r_c = tau_sj  # decay_input=False: H = V - V/tau + X
+        else:
+            raise UnsupportedLayerError(
+                f"{_node_line(name, node)}: input gain r*dt/tau = {g:.6g} per step; spikingjelly/Loihi LIF takes "
+                f"1 (r = tau/dt) or dt/tau = {1.0 - a:.6g} (r = 1)")
+        return nir.LIF(tau=_like(node, tau_sj), r=_like(node, r_c), v_leak=_like(node, v_reset),
+                       v_threshold=_like(node, v_th), v_reset=_like(node, v_reset))
+
+    def node(self, name: str, node: Any) -> nir.NIRNode:
+        if isinstance(node, nir.NIRGraph):
+            raise UnsupportedLayerError(
+                f"{_node_line(name, node)} is a nested graph (snnTorch writes RLeaky/RSynaptic so: a recurrent "
+                f"layer); recurrent layers are not supported; allowed: {ALLOWED}")
+        if isinstance(node, PASS_THROUGH):
+            return node
+        if isinstance(node, nir.LIF):
+            return self.lif(name, node, _uniform(name, node, "tau"), _uniform(name, node, "r"))
+        if isinstance(node, nir.CubaLIF):
+            tau_syn = _uniform(name, node, "tau_syn")
+            if self.source == "norse":
+                tau_syn = tau_syn / self.dt
+            if not math.isclose(tau_syn, self.dt, rel_tol=REL):
+                raise UnsupportedLayerError(
+                    f"{_node_line(name, node)}: synaptic current time constant tau_syn = {tau_syn:g} s "
+                    f"({tau_syn / self.dt:g} steps); neurodistill's Loihi populations have no current memory "
+                    f"(iDecay = 4096): tau_syn must equal dt = {self.dt:g} s")
+            # tau_syn = dt: the current is w_in*I each step, a LIF with input gain r*w_in
+            r = _uniform(name, node, "r") * _uniform(name, node, "w_in")
+            return self.lif(name, node, _uniform(name, node, "tau_mem"), r)
+        if isinstance(node, nir.IF):
+            g = _uniform(name, node, "r") * self.dt
+            if not math.isclose(g, 1.0, rel_tol=REL):
+                raise UnsupportedLayerError(
+                    f"{_node_line(name, node)}: r*dt = {g:g} per step; spikingjelly/Loihi IF adds its input "
+                    f"unscaled (r = 1/dt = {1 / self.dt:g})")
+            th, vr = _uniform(name, node, "v_threshold"), _uniform(name, node, "v_reset")
+            return nir.IF(r=_like(node, 1.0), v_threshold=_like(node, th), v_reset=_like(node, vr))
+        what = "synaptic delays" if type(node).__name__ == "Delay" else "this node type"
+        raise UnsupportedLayerError(f"{_node_line(name, node)}: {what} is not supported; allowed: {ALLOWED}")
+
+
+def _input_shape(graph: nir.NIRGraph) -> tuple[int, ...]:
+    inputs = [(k, n) for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    if len(inputs) != 1:
+        raise UnsupportedLayerError(f"the NIR graph has {len(inputs)} Input nodes; exactly one is allowed")
+    name, node = inputs[0]
+    types = node.input_type if isinstance(node.input_type, dict) else {"input": node.input_type}
+    shape = tuple(int(s) for s in np.asarray(next(iter(types.values()))).reshape(-1))
+    if not shape or any(s < 1 for s in shape):
+        raise UnsupportedLayerError(f"NIR Input node {name!r} has no usable shape ({list(shape)})")
+    return shape
+
+
+def _check_readout(graph: nir.NIRGraph) -> None:
+    outputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Output)]
+    if len(outputs) != 1:
+        raise UnsupportedLayerError(f"the NIR graph has {len(outputs)} Output nodes; exactly one is allowed")
+    feeding = [a for a, b in graph.edges if b == outputs[0]]
+    for a in feeding:
+        node = graph.nodes[a]
+        if not isinstance(node, CLASSIFIERS):
+            raise UnsupportedLayerError(
+                f"{_node_line(a, node)} feeds the Output; neurodistill reads out the voltage of a final Affine, "
+                f"Linear or Conv2d classifier: export the network without its output neuron")
+
+
+def translate(graph: nir.NIRGraph, source: str, dt: float | None = None) -> Translated:
+    """`graph` as written by `source`'s exporter -> the canonical graph (dt = one step)."""
+    if source not in SOURCES:
+        raise ConfigError(f"--from {source!r} is not known; choose one of {', '.join(SOURCES)}")
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    timesteps = None
+    if source == "neurodistill":
+        if "dt" not in meta:
+            raise ConfigError("this NIR file records no dt in its metadata, so it was not written by neurodistill; "
+                              f"say which exporter wrote it: --from {'|'.join(s for s in SOURCES if s != 'neurodistill')}")
+        dt = float(meta["dt"]) if dt is None else dt
+        timesteps = int(meta["timesteps"]) if "timesteps" in meta else None
+    dt = dt if dt is not None else SOURCES[source][0]
+    if not (dt > 0 and math.isfinite(dt)):
+        raise ConfigError(f"--source-dt {dt} is not allowed; it must be a positive number of seconds")
+    edge = _cycle_edge(graph)
+    if edge is not None:
+        raise UnsupportedLayerError(
+            f"NIR edge {edge[0]!r} -> {edge[1]!r} closes a cycle (a recurrent connection); only feed-forward graphs "
+            f"are supported")
+    reader = _Reader(source, dt)
+    nodes = {k: reader.node(k, n) for k, n in graph.nodes.items()}
+    _check_readout(graph)
+    notes = {k: f"{type(graph.nodes[k]).__name__} -> {type(n).__name__}(tau_sj={float(np.ravel(n.tau)[0]):.6g}, "
+                f"{'decay_input' if float(np.ravel(n.r)[0]) == 1.0 else 'no decay_input'})"
+             for k, n in nodes.items() if isinstance(n, nir.LIF)}
+    out = nir.NIRGraph(nodes=nodes, edges=list(graph.edges),
+                       metadata={"dt": 1.0, "time_unit": "step", "source_exporter": source, "source_dt": dt})
+    return Translated(out, _input_shape(graph), timesteps, dt, notes)
