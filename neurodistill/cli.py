@@ -396,10 +396,24 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
 @click.argument("simdirs", metavar="SIMDIR...", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--profile", "profile_names", multiple=True, default=("cmos45-fp32", "cmos45-int8", "loihi", "loihi2"),
               show_default=True, help="hardware profile name or .toml path; repeat for several")
+@click.option("--table", "table", type=click.Choice(["models", "methods"]), default="models", show_default=True,
+              help="models: the full report of simulations; methods: one row per training run (run or simulation "
+                   "directories): accuracy float/deployed/per step, OPs, ACs, MACs, energy, train time per batch, FR")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="report directory")
-def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], out: str) -> None:
-    """Price simulations with hardware profiles; write JSON, CSV, Markdown, LaTeX and figures."""
+def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], table: str, out: str) -> None:
+    """Price simulations with hardware profiles; write JSON, CSV, Markdown, LaTeX and figures.
+
+    With --table methods, SIMDIR may also be a training run directory (summary.json); a
+    simulation finds its run through its bundle's manifest."""
     from .report.report import build, read_simulation, write
+
+    if table == "methods":
+        from .report import methods
+
+        res = methods.write([Path(d) for d in simdirs], list(profile_names), Path(out))
+        click.echo(f"methods table in {out}: {len(res['rows'])} runs, {len(res['files'])} files "
+                   f"(methods.md, methods.tex, methods.csv, figures); profiles: {', '.join(res['profiles'])}")
+        return
 
     rep = build([read_simulation(Path(d)) for d in simdirs], list(profile_names))
     files = write(rep, Path(out))
