@@ -198,6 +198,26 @@ def _check_readout(graph: nir.NIRGraph) -> None:
                 f"Linear or Conv2d classifier: export the network without its output neuron")
 
 
+def _conv_readout_as_affine(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A Conv2d classifier whose kernel covers its whole input (Norse has no Flatten to write a Linear
+    after a conv) as Flatten -> Affine: the same sums, read out as K classes instead of (K, 1, 1)."""
+    out = next(k for k, n in nodes.items() if isinstance(n, nir.Output))
+    for name in [a for a, b in edges if b == out]:
+        conv = nodes[name]
+        if not isinstance(conv, nir.Conv2d) or not isinstance(conv.input_type, dict):
+            continue
+        shape = np.asarray(conv.input_type.get("input", ()), dtype=np.int64).reshape(-1)
+        w = np.asarray(conv.weight)
+        if len(shape) != 3 or int(conv.groups) != 1 or tuple(shape[1:]) != w.shape[2:] or np.any(conv.padding):
+            continue
+        flat = f"{name}_flatten"
+        nodes[flat] = nir.Flatten(input_type={"input": shape}, start_dim=0, end_dim=-1)
+        nodes[name] = nir.Affine(weight=w.reshape(w.shape[0], -1), bias=np.asarray(conv.bias))
+        nodes[out] = nir.Output(output_type=np.array([w.shape[0]]))
+        edges = [(a, flat) if b == name else (a, b) for a, b in edges] + [(flat, name)]
+    return edges
+
+
 def translate(graph: nir.NIRGraph, source: str, dt: float | None = None) -> Translated:
     """`graph` as written by `source`'s exporter -> the canonical graph (dt = one step)."""
     if source not in SOURCES:
@@ -224,6 +244,7 @@ def translate(graph: nir.NIRGraph, source: str, dt: float | None = None) -> Tran
     notes = {k: f"{type(graph.nodes[k]).__name__} -> {type(n).__name__}(tau_sj={float(np.ravel(n.tau)[0]):.6g}, "
                 f"{'decay_input' if float(np.ravel(n.r)[0]) == 1.0 else 'no decay_input'})"
              for k, n in nodes.items() if isinstance(n, nir.LIF)}
-    out = nir.NIRGraph(nodes=nodes, edges=list(graph.edges),
+    edges = _conv_readout_as_affine(nodes, list(graph.edges))
+    out = nir.NIRGraph(nodes=nodes, edges=edges,
                        metadata={"dt": 1.0, "time_unit": "step", "source_exporter": source, "source_dt": dt})
     return Translated(out, _input_shape(graph), timesteps, dt, notes)
