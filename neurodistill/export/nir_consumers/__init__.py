@@ -38,7 +38,7 @@ class Consumer:
     conventions: str  # one line: what the rewritten file assumes
 
 
-_MODULES = ("spikingjelly", "snntorch", "sinabs", "rockpool")
+_MODULES = ("spikingjelly", "snntorch", "norse", "sinabs", "rockpool")
 
 
 def consumers() -> dict[str, Consumer]:
