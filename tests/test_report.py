@@ -52,7 +52,7 @@ def test_report_files_and_prices(sims, tmp_path):
     prov = rep["provenance"]["constants"]["cmos45-fp32"]["constants"]["e_mac"]
     assert prov["value"] == 4.6 and "Horowitz" in prov["source"]
     tex = (tmp_path / "report.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\begin{table}") == 4  # summary, energy, 2 models
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\begin{table}") == 5  # summary, energy, 2 models, NeuroBench
     assert "caption" in tex and "compute-only" in tex
     _check_files_against_simulations(tmp_path, {b: json.loads((sims / b / "simulation.json").read_text())
                                                 for b in ("fxp", "float")}, sim_bundle=Path(sim["bundle"]))
@@ -133,6 +133,19 @@ def _check_files_against_simulations(out: Path, sims: dict[str, dict], sim_bundl
     for row, (label, p, uj) in zip(prof_rows, expect, strict=True):
         assert (row["model"], row["profile"]) == (label, p)
         assert float(row["energy_uj_per_inference"]) == pytest.approx(uj, rel=1e-12)
+    # NeuroBench's metrics: one row per model, each as simulated, under NeuroBench's names
+    nb_rows = _read_csv(out / "neurobench.csv")
+    assert len(nb_rows) == len(sims)
+    for row, (b, s) in zip(nb_rows, sims.items(), strict=True):
+        nb = s["neurobench"]
+        assert (row["model"], row["neurobench_version"]) == (labels[b], nb["version"])
+        for key in ("Footprint", "ConnectionSparsity", "ActivationSparsity"):
+            assert float(row[key]) == nb[key], (b, key)
+        for key, v in nb["SynapticOperations"].items():
+            assert float(row[key]) == v, (b, key)
+        assert (row["MembraneUpdates"] == "") if nb["MembraneUpdates"] is None else float(row["MembraneUpdates"]) == nb["MembraneUpdates"]
+    md = (out / "report.md").read_text()
+    assert "## NeuroBench metrics" in md and "Effective_ACs" in md and "MembraneUpdates" in md
     # accuracy per time step: the student's training summary, once per model
     manifest = json.loads((sim_bundle / "manifest.json").read_text())
     per = json.loads((Path(manifest["source"]).parent / "summary.json").read_text())["test_acc_per_timestep"]
@@ -243,3 +256,20 @@ def test_profile_from_a_file_is_named_by_the_profile(sims, tmp_path):
     assert m["energy"]["mychip"]["total_j"] == m["energy"]["cmos45-int8"]["total_j"]  # same constants
     assert_user_error(invoke("report", sims / "fxp", "--profile", "loihi2", "--profile", "loihi2", "--out", tmp_path / "d"),
                       "already given")
+
+
+def test_bad_neurobench_block_is_refused_and_a_missing_one_is_left_out(sims, tmp_path):
+    sim = json.loads((sims / "float" / "simulation.json").read_text())
+    sim["neurobench"]["SynapticOperations"]["Dense"] = -1
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "simulation.json").write_text(json.dumps(sim))
+    assert_user_error(invoke("report", tmp_path / "bad", "--profile", "loihi2", "--out", tmp_path / "r"),
+                      "neurobench.SynapticOperations.Dense")
+    del sim["neurobench"]  # e.g. a simulation of a lava-dl .net file
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "simulation.json").write_text(json.dumps(sim))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "neurobench.csv").write_text("from an earlier report\n")
+    res = invoke("report", tmp_path / "old", "--profile", "loihi2", "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "r" / "neurobench.csv").exists() and "NeuroBench" not in (tmp_path / "r" / "report.md").read_text()

@@ -29,11 +29,11 @@ def report_dir(sim_bundle, tmp_path_factory):
 
 def test_tables_are_well_formed(report_dir):
     tex = (report_dir / "report.tex").read_text()
-    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2 + 2  # summary, energy, one per model
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2 + 2 + 1  # summary, energy, one per model, NeuroBench
     tables = re.findall(r"\\begin\{tabular\}\{([lr]+)\}(.*?)\\end\{tabular\}", tex, re.S)
-    assert len(tables) == tex.count(r"\begin{tabular}") == 4, tex  # every tabular parsed: none skipped by the loop
+    assert len(tables) == tex.count(r"\begin{tabular}") == 5, tex  # every tabular parsed: none skipped by the loop
     # column specs: summary (model + 7 numbers), energy (model + one per profile), layers (6 + one share per profile)
-    assert [spec for spec, _ in tables] == ["l" + "r" * 7, "l" + "r" * len(PROFILES)] + ["l" + "r" * (5 + len(PROFILES))] * 2
+    assert [spec for spec, _ in tables] == ["l" + "r" * 7, "l" + "r" * len(PROFILES)] + ["l" + "r" * (5 + len(PROFILES))] * 2 + ["l" + "r" * 7]
     n_rows = []
     for env in tables:
         spec, body = env
@@ -42,7 +42,7 @@ def test_tables_are_well_formed(report_dir):
         n_rows.append(len(rows))
         for r in rows:  # every row has one cell per column; '&' inside cells is escaped
             assert len(re.findall(r"(?<!\\)&", r)) == len(spec) - 1, r
-    assert n_rows == [1 + 2, 1 + 2, 1 + 3, 1 + 3]  # header + 2 models (summary, energy); header + 3 layers each
+    assert n_rows == [1 + 2, 1 + 2, 1 + 3, 1 + 3, 1 + 2]  # header + 2 models (summary, energy, NeuroBench); header + 3 layers each
     energy = tex[tex.index("tab:neurodistill-energy"):]
     assert all(p in energy.split(r"\midrule")[0] for p in PROFILES)
     assert "_" not in re.sub(r"\\_", "", tex.split("\n", 1)[1].replace(r"\linewidth", ""))  # no unescaped '_'

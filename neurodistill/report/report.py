@@ -97,6 +97,15 @@ def _check_simulation(sim: dict, where: str) -> None:
     totals = need(sim, "totals", lambda v: isinstance(v, dict), "an object")
     for key in LAYER_COUNTS:
         need(totals, key, _is_count, "a finite count >= 0", "totals.")
+    nb = need(sim, "neurobench", lambda v: isinstance(v, dict), "an object", optional=True)
+    if nb is not None:
+        need(nb, "version", lambda v: isinstance(v, str), "a string", "neurobench.")
+        for key in ("Footprint", "ConnectionSparsity", "ActivationSparsity"):
+            need(nb, key, _is_count, "a finite number >= 0", "neurobench.")
+        ops = need(nb, "SynapticOperations", lambda v: isinstance(v, dict), "an object", "neurobench.")
+        for key in ("Effective_MACs", "Effective_ACs", "Dense"):
+            need(ops, key, _is_count, "a finite count >= 0", "neurobench.SynapticOperations.")
+        need(nb, "MembraneUpdates", lambda v: v is None or _is_count(v), "null or a finite count >= 0", "neurobench.")
     layers = need(sim, "layers", lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, dict) for x in v),
                   "a non-empty list of layer objects")
     for i, x in enumerate(layers):
@@ -179,6 +188,7 @@ def build(sims: list[dict], profile_names: list[str], encoding_once: bool = Fals
             "layers": layers, "bundle_manifest_sha256": sim.get("bundle_manifest_sha256"),
             "accuracy_per_timestep": (summary or {}).get("test_acc_per_timestep"),
             "training_test_acc": (summary or {}).get("test_acc"),
+            "neurobench": sim.get("neurobench"),
         })
     return {
         "neurodistill_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profiles": keys,
@@ -219,7 +229,7 @@ def write(report: dict, out: Path) -> list[str]:
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(stage, ignore_errors=True)
-    for name in figures.ALL_FILES:
+    for name in (*figures.ALL_FILES, "neurobench.csv"):
         if name not in files:
             (out / name).unlink(missing_ok=True)
     return files
@@ -247,11 +257,22 @@ def _write_files(report: dict, out: Path) -> list[str]:
                         "tab:neurodistill-summary", notes=ops_notes),
            tables.latex(eh, er, "Energy per inference by hardware profile (ANN/SNN ratio in parentheses).",
                         "tab:neurodistill-energy", notes=energy_notes)]
+    nh, nr = tables.neurobench_rows(models)
+    if nr:
+        version = next(m["neurobench"]["version"] for m in models if m.get("neurobench"))
+        nb_notes = (f"NeuroBench {version}'s metrics by its definitions, per sample: Footprint in bytes of the float32 "
+                    "network, ConnectionSparsity unrounded, Effective_MACs/Effective_ACs/Dense synaptic operations, "
+                    "MembraneUpdates ('-': the backend records no membrane potentials).")
+        md += ["## NeuroBench metrics\n", tables.markdown(nh, nr), "", nb_notes, ""]
+        (out / "neurobench.csv").write_text(tables.neurobench_csv(models))
+        files.append("neurobench.csv")
     for m in models:
         lh, lr = tables.layer_rows(m, profiles)
         md += [f"## Layers: {m['label']}\n", tables.markdown(lh, lr), ""]
         tex.append(tables.latex(lh, lr, f"Per-layer activity and energy share of {m['label']} "
                                 f"({m['samples']} samples, T={m['timesteps']}).", f"tab:layers-{len(tex) - 2}"))
+    if nr:  # after the layer tables, whose labels count from the summary's
+        tex.append(tables.latex(nh, nr, "NeuroBench metrics per inference.", "tab:neurodistill-neurobench", notes=nb_notes))
     md += ["## Conventions\n"] + [f"- **{k}**: {v}" for k, v in conv.items() if isinstance(v, str)]
     md += ["", "## Constants\n"]
     for p in profiles:

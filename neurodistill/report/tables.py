@@ -52,6 +52,37 @@ def energy_rows(models: list[dict], profiles: list[str]) -> tuple[list[str], lis
     return ["model"] + list(profiles), rows
 
 
+NEUROBENCH_COLUMNS = ("Footprint", "ConnectionSparsity", "ActivationSparsity", "Effective_MACs", "Effective_ACs",
+                      "Dense", "MembraneUpdates")
+
+
+def _neurobench_values(nb: dict) -> list:
+    ops = nb["SynapticOperations"]
+    return [nb["Footprint"], nb["ConnectionSparsity"], nb["ActivationSparsity"], ops["Effective_MACs"],
+            ops["Effective_ACs"], ops["Dense"], nb["MembraneUpdates"]]
+
+
+def neurobench_rows(models: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """NeuroBench's metrics under NeuroBench's names, one row per model that has them."""
+    rows = []
+    for m in models:
+        if m.get("neurobench"):
+            fp, cs, act, *rest = _neurobench_values(m["neurobench"])
+            rows.append([m["label"], _si(fp), f"{cs:.4f}", f"{act:.4f}"] + [_si(v) for v in rest])
+    return ["model", "Footprint (B)", *NEUROBENCH_COLUMNS[1:]], rows
+
+
+def neurobench_csv(models: list[dict]) -> str:
+    """One row per model with NeuroBench's metrics, unrounded (MembraneUpdates empty where not recorded)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "neurobench_version", *NEUROBENCH_COLUMNS])
+    for m in models:
+        if m.get("neurobench"):
+            w.writerow([m["label"], m["neurobench"]["version"], *_neurobench_values(m["neurobench"])])
+    return buf.getvalue()
+
+
 def layer_rows(m: dict, profiles: list[str]) -> tuple[list[str], list[list[str]]]:
     head = ["layer", "neurons", "FR", "ACs", "MACs", "syn. events"] + [f"share {p}" for p in profiles]
     b = m["samples"]

@@ -25,7 +25,8 @@ from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
 from ..export.inspect import check_manifest_graph, read_manifest
 from ..export.loihi2 import encoding_bias, encoding_current
-from ..report.counters import count, merge_counts
+from ..report import neurobench
+from ..report.counters import count, merge_counts, windows
 from ..train.checkpoint import atomic_write
 from .float_graph import run_float
 from .fxp import run_fxp
@@ -147,7 +148,7 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
     T = int(manifest["timesteps"])
     steps = T + graph.latency_steps
     dev = resolve_device(device)
-    parts, correct, recorded = [], 0, []
+    parts, correct, recorded, nb_parts = [], 0, [], []
     for start in range(0, len(y), batch_size):
         xb, yb = x[start: start + batch_size], y[start: start + batch_size]
         if backend == "float":
@@ -165,6 +166,8 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window
         parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined and not windowed,
                            pipeline_known=pipelined and not windowed))
+        nb_parts.append(neurobench.batch_metrics(graph, xb.float(), windows(graph, spikes, T, pipelined and not windowed),
+                                                 T, backend, membrane=backend == "float"))
         if save_spikes:
             recorded.append((spikes, run.get("v_readout_steps")))
     counts = merge_counts(parts)
@@ -176,6 +179,7 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         "split": "test", "dataset": ds["name"],
         "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
         "neurodistill_version": __version__, **count_fields(counts),
+        "neurobench": neurobench.summarize(graph, nb_parts, backend),
     }
     write_simulation(out, sim, graph, recorded if save_spikes else None)
     return sim
