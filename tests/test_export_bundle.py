@@ -167,6 +167,17 @@ def test_inspect_shows_the_bundle(bundle, student, tmp_path):
     assert line == "source (a model exported from Python, no checkpoint file)"
 
 
+def test_inspect_reports_against_the_planned_chips(student, tmp_path):
+    """After --chips 2, inspect's resource line counts two chips' cores, as the manifest plans."""
+    res = invoke("export", student, "--out", tmp_path / "b2", "--calib", "32", "--chips", "2")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "b2" / "manifest.json").read_text())
+    cores = m["resources"]["limits"]["cores_per_chip"]["value"]
+    line = next(ln for ln in invoke("inspect", tmp_path / "b2").output.splitlines() if ln.startswith("resources:"))
+    assert f"{m['resources']['cores']} of {2 * cores:.0f} cores (2 chips)" in line and "fits 2 chips: yes" in line
+    assert "one chip" not in line
+
+
 # --- bad input: exit 2, one line, nothing half-written --------------------------------------
 def _assert_nothing_written(parent: Path, before: set[str]) -> None:
     assert {p.name for p in parent.iterdir()} == before

@@ -199,10 +199,18 @@ def render(bundle: Path) -> str:
     est = [k for k, v in rr["limits"].items() if v["estimate"]]
     tail = [
         f"latency {m['latency_steps']} steps; {m['steps_per_sample']} steps per sample on chip",
-        f"resources: {rr['cores']} of {rr['limits']['cores_per_chip']['value']:.0f} cores, {rr['neurons']} neurons, "
-        f"{rr['synapses']} synapses; fits one chip: {'yes' if rr['fits'] else 'NO'} (estimated limits: {', '.join(est)})",
+        _resources_line(rr, est),
         f"accuracy on {m['calibration_samples']} calibration samples: float {m['accuracy_float']:.4f}, "
         f"quantized (Loihi fixed point) {m['accuracy_quantized']:.4f}",
         "files: " + ", ".join(sorted(m["files"].values())) + ("" if m.get("netx") is None else f"  (no network.net: {m['netx']['reason']})"),
     ]
     return "\n".join(head + ["", _table(rows), ""] + tail)
+
+
+def _resources_line(rr: dict, est: list[str]) -> str:
+    """Usage against the chips the export planned (`--chips`), not against one chip."""
+    chips = int(rr.get("chips", 1))
+    cores = rr["limits"]["cores_per_chip"]["value"] * chips
+    plan = "one chip" if chips == 1 else f"{chips} chips"
+    return (f"resources: {rr['cores']} of {cores:.0f} cores ({plan}), {rr['neurons']} neurons, {rr['synapses']} synapses; "
+            f"fits {plan}: {'yes' if rr['fits'] else 'NO'} (estimated limits: {', '.join(est)})")
