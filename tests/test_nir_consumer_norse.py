@@ -106,7 +106,7 @@ def test_avgpool_is_refused_because_norse_skips_it(tmp_path):
     from spikingjelly.activation_based import neuron
 
     graph = to_nir_graph(tiny_net(neuron.LIFNode(tau=2.0), pool=True), (1, 4, 4), 3)
-    with pytest.raises(UnsupportedLayerError, match=r"norse .*body_2 \(nir.AvgPool2d: from_nir maps it to None"):
+    with pytest.raises(UnsupportedLayerError, match=r"--for norse: .*body_2 \(nir.AvgPool2d: from_nir maps it to None"):
         adapt_for(graph, "norse")
     import norse.torch
 
@@ -122,7 +122,7 @@ def test_neurons_norse_cannot_express_are_refused(lif_args, why):
     from spikingjelly.activation_based import neuron
 
     graph = to_nir_graph(tiny_net(neuron.LIFNode(tau=2.0, **lif_args)), (1, 4, 4), 3)
-    with pytest.raises(UnsupportedLayerError, match=f"norse .*{why}"):
+    with pytest.raises(UnsupportedLayerError, match=f"--for norse: .*{why}"):
         adapt_for(graph, "norse")
 
 

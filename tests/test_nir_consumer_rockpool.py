@@ -36,7 +36,7 @@ def _refusal(graph: nir.NIRGraph) -> str:
     with pytest.raises(UnsupportedLayerError) as e:
         adapt_for(graph, "rockpool")
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("--for rockpool: Rockpool 3.1.0's importer cannot run this graph")
+    assert "\n" not in msg and msg.startswith("--for rockpool: Rockpool 3.1.0's importer (rockpool.nn.modules.from_nir) cannot run this graph")
     return msg
 
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from neurodistill.cli import main
 from neurodistill.errors import UnsupportedLayerError
 from neurodistill.export.nir_consumers import adapt_for
-from neurodistill.export.nir_consumers.sinabs import nirtorch_load_order
+from neurodistill.export.nir_consumers.common import nirtorch_load_order
 
 from .nir_consumer_cases import digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
 
@@ -91,7 +91,7 @@ def _refusal(graph: nir.NIRGraph) -> str:
     with pytest.raises(UnsupportedLayerError) as e:
         adapt_for(graph, "sinabs")
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("--for sinabs: sinabs 2.0.3's importer cannot run this graph")
+    assert "\n" not in msg and msg.startswith("--for sinabs: sinabs 2.0.3's importer (sinabs.from_nir) cannot run this graph")
     return msg
 
 

@@ -131,14 +131,14 @@ def test_nonzero_reset_is_refused():
     from spikingjelly.activation_based import neuron
 
     graph = to_nir_graph(tiny_net(neuron.LIFNode(tau=2.0, v_reset=-0.25)), (1, 4, 4), 3)
-    with pytest.raises(UnsupportedLayerError, match=r"snntorch .*body_1 \(nir.LIF: v_leak/v_reset != 0"):
+    with pytest.raises(UnsupportedLayerError, match=r"--for snntorch: .*body_1 \(nir.LIF: v_leak/v_reset != 0"):
         adapt_for(graph, "snntorch")
 
 
 def test_sum_of_three_inputs_is_refused(request):
     graph = request.getfixturevalue("residual_case").graph()
     graph.edges.append(("body_0", "body_3_sn2"))  # body_3_sn2 already sums body_3_conv2 and body_2
-    with pytest.raises(UnsupportedLayerError, match=r"snntorch .*body_3_sn2 \(3 inputs: nirtorch adds them"):
+    with pytest.raises(UnsupportedLayerError, match=r"--for snntorch: .*body_3_sn2 \(3 inputs: nirtorch adds them"):
         adapt_for(graph, "snntorch")
 
 

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from . import Consumer
-from .snntorch import below_f32, flatten_from_end, refuse, sums_of_more_than_two
+from .common import below_f32, flatten_from_end, misordered_joins, refuse, sums_of_more_than_two
 
 NAME = "norse"
+FOUND_IN = "Norse 1.1.0"
 IMPORTER = "norse.torch.from_nir"
 DT = 1e-3  # from_nir's default dt; the file says so too, so from_nir(g, dt=g.metadata["dt"]) is the same
 MAPPED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.LIF, nir.IF)
@@ -44,42 +45,10 @@ def _neuron_problem(n: nir.NIRNode, dt: float) -> str | None:
     return None
 
 
-def _execution_order(graph: nir.NIRGraph) -> list[str]:
-    """The order GraphExecutor runs the nodes in: nirtorch's `trace_execution`, depth first from the
-    node without inputs, children in the order their edges appear in the file."""
-    children: dict[str, list[str]] = {}
-    for src, dst in graph.edges:
-        children.setdefault(src, [])
-        if dst not in children[src]:
-            children[src].append(dst)
-    targets = {dst for _, dst in graph.edges}
-    roots = [n for n in graph.nodes if n not in targets]
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(n: str) -> None:
-        if n in seen:
-            return
-        seen.add(n)
-        order.append(n)
-        for c in children.get(n, []):
-            visit(c)
-
-    for r in roots[:1]:  # the executor starts from one input only
-        visit(r)
-    return order
-
-
 def _order_problems(graph: nir.NIRGraph) -> list[str]:
-    order = _execution_order(graph)
-    pos = {n: i for i, n in enumerate(order)}
-    late = {}
-    for src, dst in graph.edges:
-        if pos.get(src, len(order)) > pos.get(dst, -1):
-            late.setdefault(dst, []).append(src)
-    return [f"{dst} (its input {', '.join(srcs)} would arrive one step late: nirtorch's GraphExecutor runs nodes "
+    return [f"{dst} (its input {src} would arrive one step late: nirtorch's GraphExecutor runs nodes "
             "depth first, not in dependency order, and no edge order fixes a residual block with a conv shortcut)"
-            for dst, srcs in late.items()]
+            for dst, src in misordered_joins(graph).items()]
 
 
 def _problems(graph: nir.NIRGraph) -> list[str]:
@@ -135,7 +104,7 @@ def rewrite(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 
 def adapt(graph: nir.NIRGraph) -> nir.NIRGraph:
-    refuse(NAME, IMPORTER, _problems(graph))
+    refuse(NAME, FOUND_IN, IMPORTER, _problems(graph))
     return rewrite(graph)
 
 

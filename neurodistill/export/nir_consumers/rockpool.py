@@ -22,11 +22,12 @@ from collections import defaultdict
 
 import nir
 
-from ...errors import UnsupportedLayerError
 from . import Consumer
-from .sinabs import LOAD_ORDER_BUG, misordered_joins, refusal
+from .common import grouped, misordered_joins, refuse
+from .sinabs import LOAD_ORDER_BUG
 
 FOUND_IN = "Rockpool 3.1.0"
+IMPORTER = "rockpool.nn.modules.from_nir"
 _MAPPED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.LI, nir.CubaLIF)
 LIF_BUG = (
     "from_nir reads node.tau_mem, which nir.LIF does not have (its field is tau), and fails with AttributeError; "
@@ -51,13 +52,11 @@ def problems(graph: nir.NIRGraph) -> dict[str, list[str]]:
 
 
 def adapt(graph: nir.NIRGraph) -> nir.NIRGraph:
-    found = problems(graph)
-    if found:
-        raise UnsupportedLayerError(refusal("rockpool", FOUND_IN, found))
+    refuse("rockpool", FOUND_IN, IMPORTER, grouped(problems(graph)))
     return graph
 
 
 CONSUMER = Consumer(
-    name="rockpool", package="rockpool", importer="rockpool.nn.modules.from_nir", adapt=adapt,
+    name="rockpool", package="rockpool", importer=IMPORTER, adapt=adapt,
     conventions="refused: rockpool's from_nir cannot read nir.LIF (tau_mem) and has no Conv2d/Flatten/IF",
 )

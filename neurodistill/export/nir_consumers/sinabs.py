@@ -28,10 +28,11 @@ from collections import defaultdict
 import nir
 import numpy as np
 
-from ...errors import UnsupportedLayerError
 from . import Consumer
+from .common import grouped, misordered_joins, refuse
 
 FOUND_IN = "sinabs 2.0.3"
+IMPORTER = "sinabs.from_nir"
 _MAPPED = (nir.Input, nir.Output, nir.Affine, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.Flatten, nir.LI, nir.LIF, nir.IF)
 RESET_RULE = (
     "from_nir builds it with sinabs' MembraneSubtract reset and MultiSpike (v -= v_threshold per spike, "
@@ -43,34 +44,6 @@ LOAD_ORDER_BUG = (
     "nirtorch.load orders nodes by a depth-first walk, so it runs this node before {late}, "
     "one of the two non-empty branches it sums"
 )
-
-
-def nirtorch_load_order(graph: nir.NIRGraph) -> list[str]:
-    """The node order `nirtorch.load` (nirtorch 2.6, graph_utils.trace_execution) executes: pre-order
-    depth-first from the input node, children in edge order. It is not a topological order."""
-    children: dict[str, list[str]] = defaultdict(list)
-    for src, dst in graph.edges:
-        children[src].append(dst)
-    start = next(n for n, node in graph.nodes.items() if isinstance(node, nir.Input))
-    order: list[str] = []
-    stack = [start]
-    while stack:
-        node = stack.pop()
-        if node in order:
-            continue
-        order.append(node)
-        stack.extend(reversed([c for c in children[node] if c not in order]))
-    return order
-
-
-def misordered_joins(graph: nir.NIRGraph) -> dict[str, str]:
-    """Node -> an input that `nirtorch.load` runs after it (that input's output is then missing from the sum)."""
-    position = {n: i for i, n in enumerate(nirtorch_load_order(graph))}
-    late = {}
-    for src, dst in graph.edges:
-        if position.get(src, -1) > position.get(dst, -1):
-            late.setdefault(dst, src)
-    return late
 
 
 def _spans_2d(a: np.ndarray) -> bool:
@@ -92,20 +65,12 @@ def problems(graph: nir.NIRGraph) -> dict[str, list[str]]:
     return dict(out)
 
 
-def refusal(consumer: str, found_in: str, found: dict[str, list[str]]) -> str:
-    """One line: the consumer, then each reason with the nodes it applies to."""
-    parts = "; ".join(f"{', '.join(nodes)} ({why})" for why, nodes in found.items())
-    return f"--for {consumer}: {found_in}'s importer cannot run this graph as exported: {parts}"
-
-
 def adapt(graph: nir.NIRGraph) -> nir.NIRGraph:
-    found = problems(graph)
-    if found:
-        raise UnsupportedLayerError(refusal("sinabs", FOUND_IN, found))
+    refuse("sinabs", FOUND_IN, IMPORTER, grouped(problems(graph)))
     return graph
 
 
 CONSUMER = Consumer(
-    name="sinabs", package="sinabs", importer="sinabs.from_nir", adapt=adapt,
+    name="sinabs", package="sinabs", importer=IMPORTER, adapt=adapt,
     conventions="refused: sinabs.from_nir resets by subtraction with multi-spike and ignores v_reset",
 )

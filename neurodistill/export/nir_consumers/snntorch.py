@@ -22,49 +22,14 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from ...errors import UnsupportedLayerError
 from . import Consumer
+from .common import below_f32, flatten_from_end, refuse, sums_of_more_than_two, uniform
 
 NAME = "snntorch"
+FOUND_IN = "snnTorch 1.0.0"
 IMPORTER = "snntorch.import_nir.import_from_nir"
 DT = 1e-4  # hard-coded in every branch of _nir_to_snntorch_module
 MAPPED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.AvgPool2d, nir.LIF)
-
-
-# ----------------------------------------------------------------------------- rewrites shared with other torch importers
-
-
-def below_f32(v: np.ndarray) -> np.ndarray:
-    """The largest float32 below each value, as float64: in float32 `x > below_f32(t)` is `x >= t`,
-    so a consumer that fires on `v > v_threshold` fires where spikingjelly's `v >= v_threshold` does."""
-    return np.nextafter(np.asarray(v, dtype=np.float32), np.float32(-np.inf)).astype(np.float64)
-
-
-def flatten_from_end(node: nir.Flatten) -> None:
-    """In place: Flatten dims counted from the last axis, so that `torch.nn.Flatten(start_dim, end_dim)`
-    means the same on `[B, ...]` as NIR's batch-free reading (nir's type check accepts negative dims)."""
-    ndim = len(node.input_type["input"])
-    node.start_dim = int(node.start_dim - ndim if node.start_dim >= 0 else node.start_dim)
-    node.end_dim = int(node.end_dim - ndim if node.end_dim >= 0 else node.end_dim)
-    node.__post_init__()  # recompute output_type from the new dims
-
-
-def uniform(v) -> bool:
-    return np.unique(np.asarray(v)).size == 1
-
-
-def sums_of_more_than_two(graph: nir.NIRGraph, how: str) -> list[str]:
-    """Nodes with over two incoming edges: float sums of three or more depend on the order, which the
-    importer does not take from the model (`how`)."""
-    counts: dict[str, int] = {}
-    for _, dst in graph.edges:
-        counts[dst] = counts.get(dst, 0) + 1
-    return [f"{n} ({c} inputs: {how}, so the float sum can differ from the model's)" for n, c in counts.items() if c > 2]
-
-
-def refuse(consumer: str, importer: str, problems: list[str]) -> None:
-    if problems:
-        raise UnsupportedLayerError(f"cannot write NIR for {consumer} ({importer}): {'; '.join(problems)}")
 
 
 # ----------------------------------------------------------------------------- snnTorch
@@ -92,7 +57,7 @@ def _problems(graph: nir.NIRGraph) -> list[str]:
 
 
 def adapt(graph: nir.NIRGraph) -> nir.NIRGraph:
-    refuse(NAME, IMPORTER, _problems(graph))
+    refuse(NAME, FOUND_IN, IMPORTER, _problems(graph))
     scale = DT / float(graph.metadata["dt"])
     for n in graph.nodes.values():
         if isinstance(n, nir.LIF):
