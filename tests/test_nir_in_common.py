@@ -138,3 +138,38 @@ def test_from_on_a_checkpoint_and_a_file_calib_on_a_checkpoint_are_refused(tmp_p
         res = invoke("export", ck, "--out", tmp_path / "b", *args)
         assert res.exit_code == 2 and res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
         assert not (tmp_path / "b").exists()
+
+
+def test_nir_and_onnx_targets_from_a_foreign_file_compute_what_it_says(tmp_path):
+    """--target nir: the canonical graph (dt = 1 step, T recorded) reads back to the same outputs;
+    --target onnx: onnxruntime gives them too (snnTorch's file, checked against snnTorch itself)."""
+    import onnxruntime as ort
+    from snntorch import utils
+
+    from neurodistill.export.nir_import import from_nir_to_torch
+
+    from .test_nir_in_snntorch import leaky_net, write
+
+    net = leaky_net()
+    path = write(net, tmp_path / "s.nir")
+    x, _ = digits(8)
+    utils.reset(net)
+    with torch.no_grad():
+        ref = torch.stack([net(x) for _ in range(T)])
+    xs = x.unsqueeze(0).expand(T, *x.shape).contiguous()
+    for target in ("nir", "onnx"):
+        res = invoke("export", path, "--from", "snntorch", "--timesteps", T, "--target", target, "--out", tmp_path / target)
+        assert res.exit_code == 0, res.output
+    back = from_nir_to_torch(tmp_path / "nir" / "network.nir")
+    assert back.dt == 1.0 and int(back_meta(tmp_path / "nir" / "network.nir")["timesteps"]) == T
+    with torch.no_grad():
+        torch.testing.assert_close(back(xs).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+    sess = ort.InferenceSession(str(tmp_path / "onnx" / "snn.onnx"))
+    (out,) = sess.run(None, {sess.get_inputs()[0].name: xs.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+
+def back_meta(path: Path) -> dict:
+    import nir
+
+    return nir.read(path).metadata

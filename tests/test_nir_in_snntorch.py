@@ -11,7 +11,13 @@ from __future__ import annotations
 import torch
 
 from .conftest import lava_python
-from .test_nir_in_common import T, check_against_framework, deploy_and_compare, digits, spiking_weights
+from .test_nir_in_common import (
+    T,
+    check_against_framework,
+    deploy_and_compare,
+    digits,
+    spiking_weights,
+)
 
 
 def leaky_net(beta=0.8, output_neuron: bool = False):

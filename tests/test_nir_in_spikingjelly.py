@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from .conftest import lava_python
-from .test_nir_in_common import T, check_against_framework, deploy_and_compare, digits, spiking_weights
+from .test_nir_in_common import (
+    T,
+    check_against_framework,
+    deploy_and_compare,
+    digits,
+    spiking_weights,
+)
 
 
 def _net(decay_input: bool):
