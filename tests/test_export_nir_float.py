@@ -19,6 +19,7 @@ from neurodistill.export.nir_float import (
     to_nir_graph,
     write_nir,
 )
+from neurodistill.export.nir_consumers import DEFAULT, adapt_for
 from neurodistill.export.nir_import import from_nir_to_torch
 from neurodistill.models import create_model
 
@@ -131,9 +132,9 @@ def test_read_returns_the_written_graph(digits_model, digits_export, tmp_path):
     graph = to_nir_graph(digits_model, DIGITS, T)
     path = write_nir(graph, tmp_path / "g.nir")
     assert_same_graph(graph, nir.read(path))
-    # The CLI's file holds the same graph: export is deterministic.
+    # The CLI's file holds the same graph, with the consumer it was written for: export is deterministic.
     assert Path(digits_export["path"]).name == NIR_FILE
-    assert_same_graph(graph, nir.read(digits_export["path"]))
+    assert_same_graph(adapt_for(graph, DEFAULT), nir.read(digits_export["path"]))
     assert not list(tmp_path.glob(".*.tmp")), "atomic write left its temporary file"
     types = {type(n).__name__ for n in graph.nodes.values()}
     assert types == {"Input", "Conv2d", "LIF", "Flatten", "Affine", "Output"}  # BatchNorm folded away

@@ -147,13 +147,15 @@ def _check_files_against_simulations(out: Path, sims: dict[str, dict], sim_bundl
     md = (out / "report.md").read_text()
     assert "## NeuroBench metrics" in md and "Effective_ACs" in md and "MembraneUpdates" in md
     # accuracy per time step: the student's training summary, once per model
-    manifest = json.loads((sim_bundle / "manifest.json").read_text())
-    per = json.loads((Path(manifest["source"]).parent / "summary.json").read_text())["test_acc_per_timestep"]
+    # accuracy per step: each simulation's own (its readout at each step), labelled with backend and samples
     acc_rows = _read_csv(out / "accuracy_by_step.csv")
-    expect = [(labels[b], p["t"], p["alone"], p["running_mean"]) for b in sims for p in per]
+    expect = [(labels[b], f"{b}, {sims[b]['samples']} test samples", p["t"], p["alone"], p["running_mean"])
+              for b in sims for p in sims[b]["accuracy_per_timestep"]]
     assert len(acc_rows) == len(expect) == 8
     for row, e in zip(acc_rows, expect, strict=True):
-        assert (row["model"], int(row["t"]), float(row["alone"]), float(row["running_mean"])) == e
+        assert (row["model"], row["source"], int(row["t"]), float(row["alone"]), float(row["running_mean"])) == e
+    for b in sims:  # the mean of all T steps is the simulation's prediction
+        assert sims[b]["accuracy_per_timestep"][-1]["running_mean"] == sims[b]["accuracy"]
 
 
 def test_unknown_profile(sims, tmp_path):

@@ -148,10 +148,11 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
     require_fit(resources)
 
     float_logits = run_float(graph, x.float().unsqueeze(0).expand(T, *x.shape))["logits"]
-    acc_float = float((float_logits.mean(0).argmax(-1) == y).float().mean())
+    # the class is the flat index of the readout's largest value: a conv classifier's readout is (K, 1, 1)
+    acc_float = float((float_logits.mean(0).flatten(1).argmax(-1) == y).float().mean())
     bias, enc_clip = encoding_bias(graph, current)
     q = run_fxp(graph, torch.as_tensor(bias), T, record=True)
-    acc_q = float((q["v_readout"].argmax(-1) == y).float().mean())
+    acc_q = float((q["v_readout"].flatten(1).argmax(-1) == y).float().mean())
     dead = [p for p, s in q["spikes"].items() if not s.any()]
     for p in dead:
         log.warning("layer %s never spikes after quantization on %d calibration samples", p, len(y))

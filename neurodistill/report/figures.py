@@ -121,15 +121,18 @@ def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
     for m in with_acc:
         per = m["accuracy_per_timestep"]
         ts = [p["t"] for p in per]
-        ax.plot(ts, [p["alone"] for p in per], marker="o", linestyle="--", label=f"{m['label']}: step t alone")
-        ax.plot(ts, [p["running_mean"] for p in per], marker="s", label=f"{m['label']}: mean of steps 1..t")
-        rows += [[m["label"], p["t"], p["alone"], p["running_mean"]] for p in per]
+        # the label says whose numbers these are: the simulation's (backend, samples) or training's float
+        src = m.get("accuracy_per_timestep_source") or m["backend"]
+        name = m.get("model_name") or m["label"].rsplit(" (", 1)[0]
+        ax.plot(ts, [p["alone"] for p in per], marker="o", linestyle="--", label=f"{name} ({src}): step t alone")
+        ax.plot(ts, [p["running_mean"] for p in per], marker="s", label=f"{name} ({src}): mean of steps 1..t")
+        rows += [[m["label"], src, p["t"], p["alone"], p["running_mean"]] for p in per]
     ax.set_xlabel("time step")
     ax.set_xticks(sorted({p["t"] for m in with_acc for p in m["accuracy_per_timestep"]}))
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy per time step")
     legend(ax)
-    return _save(fig, out, "accuracy_by_step", ["model", "t", "alone", "running_mean"], rows)
+    return _save(fig, out, "accuracy_by_step", ["model", "source", "t", "alone", "running_mean"], rows)
 
 
 def _log_bars(ax, series: dict[str, list[float]]) -> None:

@@ -94,6 +94,9 @@ def _check_simulation(sim: dict, where: str) -> None:
     for key in ("bundle", "model", "bundle_manifest_sha256", "net", "net_sha256"):
         need(sim, key, lambda v: v is None or isinstance(v, str), "null or a string", optional=True)
     need(sim, "conventions", lambda v: isinstance(v, dict), "an object", optional=True)
+    need(sim, "accuracy_per_timestep", lambda v: isinstance(v, list) and len(v) == T and all(
+        isinstance(p, dict) and all(_is_count(p.get(k)) for k in ("t", "alone", "running_mean")) for p in v),
+        f"a list of {T} objects with t, alone, running_mean", optional=True)
     totals = need(sim, "totals", lambda v: isinstance(v, dict), "an object")
     for key in LAYER_COUNTS:
         need(totals, key, _is_count, "a finite count >= 0", "totals.")
@@ -186,7 +189,12 @@ def build(sims: list[dict], profile_names: list[str], encoding_once: bool = Fals
             "totals": sim["totals"], "energy": energy, "ann_energy_j": ann,
             "ann_over_snn": ratio,
             "layers": layers, "bundle_manifest_sha256": sim.get("bundle_manifest_sha256"),
-            "accuracy_per_timestep": (summary or {}).get("test_acc_per_timestep"),
+            # the simulation's own per-step accuracy; a training summary's (float, training-time) only
+            # for simulations written before simulate recorded it, and labelled so
+            "accuracy_per_timestep": sim.get("accuracy_per_timestep") or (summary or {}).get("test_acc_per_timestep"),
+            "accuracy_per_timestep_source": (f"{sim['backend']}, {b} test samples" if sim.get("accuracy_per_timestep")
+                                             else "float, training's test evaluation"
+                                             if (summary or {}).get("test_acc_per_timestep") else None),
             "training_test_acc": (summary or {}).get("test_acc"),
             "neurobench": sim.get("neurobench"),
         })

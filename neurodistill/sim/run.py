@@ -30,6 +30,8 @@ from ..report.counters import count, merge_counts, windows
 from ..train.checkpoint import atomic_write
 from .float_graph import run_float
 from .fxp import run_fxp
+from .step_accuracy import from_logits, from_readout, readout_window
+from .step_accuracy import summarize as per_step_summary
 
 log = logging.getLogger(__name__)
 BACKENDS = ("fxp", "float", "lava")
@@ -112,7 +114,8 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
     out = run_lava_script(runner, source, {"bias": bias, "steps": steps}, lava_python)
     firing = [p for p in graph.populations if p.neuron.kind != "readout"]
     spikes = {p.name: torch.from_numpy(out[f"spikes_{k}"]).bool().transpose(0, 1) for k, p in enumerate(firing)}
-    return {"spikes": spikes, "v_readout": torch.from_numpy(out["v_readout"][:, -1])}
+    v = torch.from_numpy(out["v_readout"]).transpose(0, 1)  # (steps, N, K)
+    return {"spikes": spikes, "v_readout": v[-1], "v_readout_steps": v}
 
 
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
@@ -149,20 +152,24 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
     steps = T + graph.latency_steps
     dev = resolve_device(device)
     parts, correct, recorded, nb_parts = [], 0, [], []
+    alone, running = [0] * T, [0] * T
     for start in range(0, len(y), batch_size):
         xb, yb = x[start: start + batch_size], y[start: start + batch_size]
         if backend == "float":
             run = run_float(graph, xb.float().to(dev).unsqueeze(0).expand(T, *xb.shape), record=True)
-            pred, spikes, pipelined = run["logits"].mean(0).argmax(-1), run["spikes"], False
+            pred, spikes, pipelined = run["logits"].mean(0).flatten(1).argmax(-1), run["spikes"], False
         else:
             bias, _ = encoding_bias(graph, encoding_current(graph, xb.numpy()))
             run = (run_fxp(graph, torch.as_tensor(bias, device=dev), T, windows_only=not (all_steps or save_spikes))
                    if backend == "fxp" else _lava_spikes(bundle, graph, bias, steps, lava_python))
-            pred, spikes, pipelined = run["v_readout"].argmax(-1), run["spikes"], True
+            pred, spikes, pipelined = run["v_readout"].flatten(1).argmax(-1), run["spikes"], True
         spikes, pred = {k: v.cpu() for k, v in spikes.items()}, pred.cpu()  # counting runs on the CPU
         if run.get("v_readout_steps") is not None:
             run["v_readout_steps"] = run["v_readout_steps"].cpu()
         correct += int((pred == yb).sum())
+        a, m = (from_logits(run["logits"].cpu(), yb) if backend == "float"
+                else from_readout(readout_window(run["v_readout_steps"], T), yb))
+        alone, running = [x + d for x, d in zip(alone, a, strict=True)], [x + d for x, d in zip(running, m, strict=True)]
         windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window
         parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined and not windowed,
                            pipeline_known=pipelined and not windowed))
@@ -176,6 +183,7 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         "steps_per_sample": steps if backend != "float" else T,
         "steps_computed": ("every chip step" if backend == "lava" or (backend == "fxp" and (all_steps or save_spikes))
                            else "each layer's T-step window" if backend == "fxp" else "T steps, no latency"),
+        "accuracy_per_timestep": per_step_summary(alone, running, len(y)),
         "split": "test", "dataset": ds["name"],
         "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
         "neurodistill_version": __version__, **count_fields(counts),
