@@ -30,6 +30,7 @@ from ..report.counters import count, merge_counts, windows
 from ..train.checkpoint import atomic_write
 from .float_graph import run_float
 from .fxp import run_fxp
+from .lava_env import lava_python as checked_lava_python
 from .step_accuracy import from_logits, from_readout, readout_window
 from .step_accuracy import summarize as per_step_summary
 
@@ -37,18 +38,6 @@ log = logging.getLogger(__name__)
 BACKENDS = ("fxp", "float", "lava")
 RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx.py"  # chain bundles: network.net via netx
 GRAPH_RUNNER = RUNNER.with_name("run_graph.py")  # every other graph: Lava processes built from deploy.h5
-
-
-def find_lava_python(explicit: str | None = None) -> str:
-    for cand in (explicit, os.environ.get("NEURODISTILL_LAVA_PYTHON")):
-        if cand:
-            return cand
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        py = root / ".venv-lava" / "bin" / "python"
-        if py.exists():
-            return str(py)
-    raise ConfigError("the lava backend needs the Lava environment: run 'make lava-env', or pass --lava-python "
-                      "(or set NEURODISTILL_LAVA_PYTHON) to a Python 3.10 with lava-nc 0.10.0 and lava-dl 0.6.0")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,7 +60,7 @@ LAYER_KEYS = ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_ra
 
 def run_lava_script(runner: Path, source: Path, inputs: dict, lava_python: str | None) -> dict[str, np.ndarray]:
     """Run a lava_scripts runner on `source` in the Lava environment: `inputs` in, its arrays out."""
-    py = find_lava_python(lava_python)
+    py = checked_lava_python(lava_python)
     with tempfile.TemporaryDirectory() as d:
         np.savez(Path(d) / "in.npz", **inputs)
         res = subprocess.run([py, str(runner), str(source), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")],
@@ -134,6 +123,8 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         raise ConfigError("--samples and --batch-size must be >= 1")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    if backend == "lava":
+        checked_lava_python(lava_python)  # before any work: a bad interpreter is one line, not a traceback later
     manifest = read_manifest(bundle)
     if manifest.get("target") != "loihi2":
         raise CheckpointError(f"{str(bundle)!r} is a {manifest.get('target')!r} export; simulate reads loihi2 bundles")

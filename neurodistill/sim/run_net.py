@@ -26,6 +26,7 @@ from ..errors import ConfigError, DatasetError
 from ..export.graph import INPUT, DeployGraph
 from ..report.counters import count, merge_counts
 from .fxp_spikes import input_mode, run_fxp_spike_input
+from .lava_env import lava_python as checked_lava_python
 from .netx_reader import read_netx
 from .run import LAYER_KEYS, count_fields, resolve_device, run_lava_script, write_simulation
 
@@ -115,6 +116,8 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
         raise ConfigError("--batch-size must be >= 1")
     if not inputs.is_file():
         raise DatasetError(f"--inputs {str(inputs)!r} does not exist")
+    if backend == "lava":
+        checked_lava_python(lava_python)  # before any work: a bad interpreter is one line
     graph = read_netx(net)
     paper_ops(graph)
     mode = input_mode(graph)
