@@ -285,6 +285,13 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], timesteps: int = 1, 
     Shape:
         `input_shape` is one sample's `(C, H, W)`; the model runs `[T, B, C, H, W] -> [T, B, K]`.
     """
+    walker = walk(model, input_shape)
+    return DeployGraph(tuple(input_shape), walker.populations, walker.synapses, walker.biases, timesteps, dt)
+
+
+def walk(model: nn.Module, input_shape: tuple[int, ...], walker_cls: type[_Walker] = _Walker) -> _Walker:
+    """Trace `model` and run `walker_cls` over it: `capture`'s work, for walkers that record more
+    (quantization-aware training maps every synapse back to its modules)."""
     from spikingjelly.activation_based import functional
     from spikingjelly.activation_based.neuron import BaseNode
 
@@ -308,7 +315,7 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], timesteps: int = 1, 
         raise UnsupportedLayerError(
             f"the model does not run on one sample of shape {tuple(input_shape)} ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
-    walker = _Walker(gm, tuple(input_shape))
+    walker = walker_cls(gm, tuple(input_shape))
     walker.run()
     if not walker.violations:
         if len({s.target for s in walker.synapses if s.host}) != 1:
@@ -321,4 +328,4 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], timesteps: int = 1, 
             f"{n} unsupported layer{'s' if n > 1 else ''}: " + "; ".join(walker.violations) + f" (supported: {SUPPORTED})"
         )
     _assign_depths(walker.populations, walker.synapses)
-    return DeployGraph(tuple(input_shape), walker.populations, walker.synapses, walker.biases, timesteps, dt)
+    return walker

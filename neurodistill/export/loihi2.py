@@ -64,16 +64,35 @@ def v_th_mant(theta: float, decay: int) -> int:
     return max(0, math.ceil(theta) - 1) if decay == 0 else int(round(theta))
 
 
+def population_scale(theta: float, weight_bits: int, *, weight_max: float | None = None,
+                     encoding_peak: float | None = None) -> float:
+    """A population's power-of-two scale: the export's rule, shared with quantization-aware training.
+
+    On-chip populations: the largest s with `weight_max * s` on the weight grid's top; the
+    encoding population (give `encoding_peak`, its largest |current|): the largest s that fits the
+    13-bit bias mantissa. Either way reduced until the threshold mantissa fits 17 bits.
+    """
+    if encoding_peak is not None:
+        scale = power_of_two_scale(encoding_peak, 2 ** (BIAS_BITS - 1) - 1)
+    else:
+        scale = power_of_two_scale(weight_max or 0.0, weight_grid(weight_bits)[2])
+    if theta * scale > V_TH_MAX:
+        scale = power_of_two_scale(theta, V_TH_MAX)
+    return scale
+
+
 def quantize_graph(
     graph: DeployGraph,
     weight_bits: int = 8,
     encoding_max: float | None = None,
     accept_reset_approximation: bool = False,
+    scales: dict[str, float] | None = None,
 ) -> list[LayerReport]:
     """Fill in the integer fields of `graph` in place; return one report per population.
 
     `encoding_max` is the largest |encoding current| seen on the calibration samples (float
-    units); it sets the encoding population's scale.
+    units); it sets the encoding population's scale. `scales` (population name -> scale) replaces
+    the chosen scale of the populations it names: a quantization-aware-trained checkpoint's own.
     """
     soft = [p.name for p in graph.populations if p.neuron.kind != "readout" and p.neuron.v_reset is None]
     if soft and not accept_reset_approximation:
@@ -82,7 +101,6 @@ def quantize_graph(
             "retrain with --reset hard (the default), or pass --accept-reset-approximation to export anyway and "
             "see the accuracy change in the manifest"
         )
-    _, _, w_hi = weight_grid(weight_bits)
     reports = []
     for p in graph.populations:
         chip_in = [s for s in graph.incoming(p.name) if not s.host]
@@ -90,14 +108,14 @@ def quantize_graph(
         decay = 0 if p.neuron.kind == "readout" else v_decay(p)
         theta = threshold_units(p) if p.neuron.kind != "readout" else 0.0
         bias = graph.biases[p.name]
-        if is_encoding:
+        if scales is not None and p.name in scales:
+            scale = float(scales[p.name])
+        elif is_encoding:
             # the per-sample current (encoding output incl. its bias) becomes the bias mantissa
             peak = encoding_max if encoding_max is not None else float(np.abs(bias).max())
-            scale = power_of_two_scale(peak, 2 ** (BIAS_BITS - 1) - 1)
+            scale = population_scale(theta, weight_bits, encoding_peak=peak)
         else:
-            scale = power_of_two_scale(max(float(np.abs(s.weight).max()) for s in chip_in), w_hi)
-        if theta * scale > V_TH_MAX:
-            scale = power_of_two_scale(theta, V_TH_MAX)
+            scale = population_scale(theta, weight_bits, weight_max=max(float(np.abs(s.weight).max()) for s in chip_in))
         notes = []
         w_clip = 0.0
         for s in chip_in:
