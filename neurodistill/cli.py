@@ -114,6 +114,17 @@ class CLI(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _refuse_existing(out: Path, marks: tuple[str, ...], what: str, overwrite: bool) -> None:
+    """train's rule: an --out that already holds this stage's output is replaced only
+    with --overwrite (an empty or unrelated existing directory is used as it is)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    held = [m for m in marks if (out / m).exists()]
+    if held and not overwrite:
+        raise ConfigError(f"--out {str(out)!r} already holds {what} ({held[0]}); pass --overwrite to replace it, "
+                          "or choose another --out")
+
+
 def _nir_consumers() -> list[str]:
     from .export.nir_consumers import names
 
@@ -267,6 +278,8 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
     from .export import bundle
 
     ck, dest = Path(ckpt), Path(out)
+    if timesteps is not None and timesteps < 1:  # 0 used to mean "the checkpoint's T" silently
+        raise ConfigError(f"--timesteps {timesteps} is not allowed; it must be >= 1 (leave it out for the checkpoint's T)")
     if consumer is not None and target != "nir":
         raise ConfigError(f"--for {consumer} is for --target nir (a {target} export has no consumer choice)")
     if ck.suffix == ".nir":
@@ -360,11 +373,13 @@ def inspect(bundle_dir: str) -> None:
                    "T-step window (same accuracy and counts, faster)")
 @click.option("--lava-python", type=click.Path(dir_okay=False), default=None, help="Lava interpreter [.venv-lava]")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for simulation.json")
+@click.option("--overwrite", is_flag=True, help="replace the simulation an existing --out holds")
 def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
              inputs: str | None, steps: int | None, save_spikes: bool, device: str, all_steps: bool,
-             lava_python: str | None, out: str) -> None:
+             lava_python: str | None, out: str, overwrite: bool) -> None:
     """Replay a Loihi 2 bundle on test data, or a lava-dl .net file on given inputs: accuracy, spikes,
     synaptic events, ACs and MACs per layer."""
+    _refuse_existing(Path(out), ("simulation.json",), "a simulation", overwrite)
     src = Path(source)
     if src.is_file():
         from .sim.run_net import simulate_net
@@ -387,6 +402,8 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
     sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
                   encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes,
                   all_steps=all_steps, device=device)
+    if sim["samples"] < samples:
+        click.echo(f"note: --samples {samples} asked for; the test split has {sim['samples']}, so {sim['samples']} ran")
     click.echo(f"{backend}: accuracy {sim['accuracy']:.4f} on {sim['samples']} test samples; firing rate "
                f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
                f"synaptic events; simulation.json in {out}")
@@ -400,13 +417,15 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
               help="models: the full report of simulations; methods: one row per training run (run or simulation "
                    "directories): accuracy float/deployed/per step, OPs, ACs, MACs, energy, train time per batch, FR")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="report directory")
-def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], table: str, out: str) -> None:
+@click.option("--overwrite", is_flag=True, help="replace the report an existing --out holds")
+def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], table: str, out: str, overwrite: bool) -> None:
     """Price simulations with hardware profiles; write JSON, CSV, Markdown, LaTeX and figures.
 
     With --table methods, SIMDIR may also be a training run directory (summary.json); a
     simulation finds its run through its bundle's manifest."""
     from .report.report import build, read_simulation, write
 
+    _refuse_existing(Path(out), ("methods.json",) if table == "methods" else ("report.json",), "a report", overwrite)
     if table == "methods":
         from .report import methods
 

@@ -54,12 +54,16 @@ def test_rows_equal_the_runs_and_simulations(runs, table):
         s = json.loads((runs[name]["run"] / "summary.json").read_text())
         assert r["run"] == str(runs[name]["run"])
         assert r["accuracy_float"] == s["test_acc"]
-        assert r["accuracy_per_timestep"] == [p["alone"] for p in s["test_acc_per_timestep"]]
         assert r["train_seconds_per_batch"] == s["train_seconds_per_batch"] > 0
-        if "sim" not in runs[name]:
+        if "sim" not in runs[name]:  # only trained: the float network's per-step accuracy, said so
+            assert r["accuracy_per_timestep"] == [p["alone"] for p in s["test_acc_per_timestep"]]
+            assert r["accuracy_per_timestep_source"] == "float, training's test evaluation"
             assert r["accuracy_deployed"] is None and r["ops"] is None and r["energy_j"] == {p: None for p in PROFILES}
             continue
         sim = json.loads((runs[name]["sim"] / "simulation.json").read_text())
+        # simulated: the deployed network's own per-step accuracy
+        assert r["accuracy_per_timestep"] == [p["alone"] for p in sim["accuracy_per_timestep"]]
+        assert r["accuracy_per_timestep_source"] == "deployed (fxp, 50 samples)"
         b, t = sim["samples"], sim["totals"]
         assert r["accuracy_deployed"] == sim["accuracy"] and r["samples"] == b == 50
         assert r["acs"] == t["acs"] / b and r["macs"] == t["macs"] / b and r["ops"] == (t["acs"] + t["macs"]) / b

@@ -94,9 +94,6 @@ def _check_simulation(sim: dict, where: str) -> None:
     for key in ("bundle", "model", "bundle_manifest_sha256", "net", "net_sha256"):
         need(sim, key, lambda v: v is None or isinstance(v, str), "null or a string", optional=True)
     need(sim, "conventions", lambda v: isinstance(v, dict), "an object", optional=True)
-    need(sim, "accuracy_per_timestep", lambda v: isinstance(v, list) and len(v) == T and all(
-        isinstance(p, dict) and all(_is_count(p.get(k)) for k in ("t", "alone", "running_mean")) for p in v),
-        f"a list of {T} objects with t, alone, running_mean", optional=True)
     totals = need(sim, "totals", lambda v: isinstance(v, dict), "an object")
     for key in LAYER_COUNTS:
         need(totals, key, _is_count, "a finite count >= 0", "totals.")
@@ -120,6 +117,9 @@ def _check_simulation(sim: dict, where: str) -> None:
         need(x, "firing_rate", lambda v: v is None or _is_count(v), "null or a finite number >= 0", at)
         need(x, "spikes_per_step", lambda v: isinstance(v, list) and len(v) == T and all(map(_is_count, v)),
              f"a list of {T} counts (one per time step)", at)
+    need(sim, "accuracy_per_timestep", lambda v: isinstance(v, list) and len(v) == T and all(
+        isinstance(p, dict) and all(_is_count(p.get(k)) for k in ("t", "alone", "running_mean")) for p in v),
+        f"a list of {T} objects with t, alone, running_mean", optional=True)
 
 
 def _training_summary(sim: dict) -> dict | None:
