@@ -190,3 +190,27 @@ def test_soft_reset_is_refused():
     model = create_model("snn_digits", 10, 1, NeuronConfig(reset="soft"))
     with pytest.raises(UnsupportedLayerError, match="soft reset"):
         Deployment.for_model(model, (1, 8, 8), 8, torch.rand(4, 1, 8, 8))
+
+
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("name,pop", [("snn_digits", "body.5"), ("residual_pooled", "body.10")])
+def test_rate_backprop_eligibility_is_the_deployed_neurons_bptt_gradient(name, pop, detach, data):
+    """rate backprop's spike pass (`qat_record`): spikes of the deployed neuron, and the eligibility
+    equals autograd's gradient of the firing rate through the deployed dynamics for a constant input."""
+    model, dep = _setup(name, 8, data)
+    node = dict(model.named_modules())[pop]
+    node.detach_reset = detach
+    with torch.no_grad():
+        pv = dep.values(model)["pops"][pop]
+    g = torch.Generator().manual_seed(3)
+    th = pv.v_th_mant / pv.scale
+    shape = dep.plan.population(pop).shape
+    x = (torch.randint(0, int(th * pv.scale * 1.5) + 2, (16, *shape), generator=g).double() / pv.scale).requires_grad_()
+    x_seq = x.unsqueeze(0).expand(6, *x.shape)
+    spikes = dep._neuron(node, None, pv, x_seq)
+    spikes.mean(0).sum().backward()
+    rec_spikes, rate, elig = dep.record(node, pv, x_seq.detach())
+    assert torch.equal(rec_spikes, spikes.detach())
+    assert torch.equal(rate, spikes.detach().mean(0))
+    assert spikes.detach().any() and x.grad.abs().sum() > 0
+    assert torch.allclose(elig, x.grad, rtol=1e-9, atol=1e-12)

@@ -156,7 +156,7 @@ class Deployment:
         """Run `model` as deployed inside the block (its modules' forwards swapped, BN frozen)."""
         modules = self._modules(model)
         self._live = modules
-        saved, modes = [], []
+        saved, modes, recorded = [], [], []
         self._cache = None
 
         def get() -> dict:
@@ -183,6 +183,9 @@ class Deployment:
                     if getattr(node, "step_mode", "m") != "m":
                         raise UnsupportedLayerError(f"{p.name}: quantization-aware training needs multi-step neurons")
                     saved.append(_swap(node, lambda x, node=node, p=p: self._neuron(node, p, get()["pops"][p.name], x)))
+                    # rate backprop's spike pass records rates and eligibilities of these dynamics, not spikingjelly's
+                    node.__dict__["qat_record"] = lambda x, node=node, p=p: self.record(node, get()["pops"][p.name], x)
+                    recorded.append(node)
             for t in self.plan.terms.values():
                 for path in t.bns:
                     bn = modules[path]
@@ -199,6 +202,8 @@ class Deployment:
                 _restore(m, old)
             for bn, mode in modes:
                 bn.train(mode)
+            for node in recorded:
+                node.__dict__.pop("qat_record", None)
             self._cache = None
 
     def _synapse_fn(self, m: nn.Module, t: TermPlan, p: PopPlan, owns_bias: bool, get):
@@ -248,6 +253,9 @@ class Deployment:
         return (mant / pv.scale).reshape(*lead, *p.shape).to(x.dtype)
 
     def _neuron(self, node: nn.Module, p: PopPlan, pv: PopValues, x: Tensor) -> Tensor:
+        return self._run(node, pv, x)
+
+    def _run(self, node: nn.Module, pv: PopValues, x: Tensor, keep_u: bool = False):
         s = pv.scale
         cur = x.double() * s
         cur = ste(torch.round(cur), cur)  # a + B: integers already, up to float error
@@ -260,7 +268,7 @@ class Deployment:
         f = (DECAY_UNITY - pv.v_decay) / DECAY_UNITY
         norm = 64.0 * s * pv.tau_factor
         v = torch.zeros_like(c[0])
-        out = []
+        out, us = [], []
         for t in range(c.shape[0]):
             if pv.v_decay == DECAY_UNITY:
                 v = v * 0.0
@@ -269,11 +277,43 @@ class Deployment:
                 v = ste(torch.trunc(vd.detach()), vd)
             v = v + c[t]
             v = ste(v.detach().clamp(-(UV_MAX - 1), UV_MAX - 1), v)
-            sg = node.surrogate_function((v - th) / norm)
+            u = (v - th) / norm
+            sg = node.surrogate_function(u)
             spike = ste(torch.gt(v.detach(), th).to(v.dtype), sg)
             out.append(spike)
+            if keep_u:
+                us.append(u)
             v = v * (1.0 - (spike.detach() if node.detach_reset else spike))
+        if keep_u:
+            return torch.stack(out), torch.stack(us)
         return torch.stack(out).to(x.dtype)
+
+
+    @torch.no_grad()
+    def record(self, node: nn.Module, pv: PopValues, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Rate backprop's spike pass through the deployed neuron: (spikes, rate, eligibility).
+
+        The eligibility is `train.rate_bp`'s, for these dynamics: the BPTT gradient of the firing
+        rate with respect to an input constant over the steps, `e = (c/T) sum_t kappa_t sg'(u_t)`,
+        with leak `lambda = (4096 - vDecay) / 4096`, `c = 1 / tau'` and `u_t` the float membrane
+        the surrogate sees (tests/test_qat_forward.py checks it against autograd).
+        """
+        from ..train.rate_bp import surrogate_grad
+
+        spikes, u = self._run(node, pv, x, keep_u=True)
+        lam = (DECAY_UNITY - pv.v_decay) / DECAY_UNITY
+        T = x.shape[0]
+        kappa = torch.ones_like(u[0])
+        elig = torch.zeros_like(u[0])
+        for t in range(T):
+            sg = surrogate_grad(node.surrogate_function, u[t])
+            elig += kappa * sg
+            s = spikes[t].double()
+            # u = (v - th) / norm, so the pre-reset float membrane relative to the reset (0) is u + th / norm
+            rho = 1.0 - s if node.detach_reset else 1.0 - s - (u[t] + pv.v_th_mant * 64 / (64.0 * pv.scale * pv.tau_factor)) * sg
+            kappa = 1.0 + lam * rho * kappa
+        rate = spikes.double().mean(0)
+        return spikes.to(x.dtype), rate.to(x.dtype), (elig / (pv.tau_factor * T)).to(x.dtype)
 
 
 def _as_population(p: PopPlan):
