@@ -208,6 +208,11 @@ class Deployment:
 
     def _synapse_fn(self, m: nn.Module, t: TermPlan, p: PopPlan, owns_bias: bool, get):
         def forward(x: Tensor) -> Tensor:
+            # mixed precision would round the integer sums: the deployed layers always run in full precision
+            with torch.autocast(x.device.type, enabled=False):
+                return integer(x)
+
+        def integer(x: Tensor) -> Tensor:
             vals = get()
             pv = vals["pops"][p.name]
             w = vals["weights"][t.name]
@@ -253,7 +258,8 @@ class Deployment:
         return (mant / pv.scale).reshape(*lead, *p.shape).to(x.dtype)
 
     def _neuron(self, node: nn.Module, p: PopPlan, pv: PopValues, x: Tensor) -> Tensor:
-        return self._run(node, pv, x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self._run(node, pv, x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
 
     def _run(self, node: nn.Module, pv: PopValues, x: Tensor, keep_u: bool = False):
         s = pv.scale
