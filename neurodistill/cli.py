@@ -28,6 +28,11 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
      "bptt: through all T steps; rate: rate-based backprop, memory ~constant in T (spiking models; methods none, kd, esd) "
      "[bptt; esd: rate]"),
     ("--teacher", "teacher", click.Path(dir_okay=False), "ANN teacher checkpoint (kd, tser)"),
+    ("--init", "init", click.Path(dir_okay=False), "start from this checkpoint's weights (fine-tuning) [random init]"),
+    ("--deploy", "deploy", click.Choice(["loihi2"]),
+     "quantization-aware training: the forward pass is the exported Loihi 2 fixed-point network [off]"),
+    ("--weight-bits", "qat.weight_bits", int, "--deploy loihi2: weight bits, 2..8 (export with the same) [8]"),
+    ("--qat-calib", "qat.calib", int, "--deploy: training samples that set the encoding scale (export's --calib) [256]"),
     ("--timesteps", "timesteps", int, "time steps T for spiking models [4]"),
     ("--epochs", "epochs", int, "epochs [30]"),
     ("--batch-size", "batch_size", int, "batch size per process [64]"),
@@ -254,7 +259,7 @@ def models() -> None:
 @click.option("--calib", default="256", show_default=True,
               help="loihi2: training samples for calibration and accuracy, or (NIR source) an .npz with 'x' (N, *input "
                    "shape) and 'y' (N,)")
-@click.option("--weight-bits", type=int, default=8, show_default=True, help="loihi2: weight bits (2..8)")
+@click.option("--weight-bits", type=int, default=None, help="loihi2: weight bits (2..8) [8; a --deploy checkpoint's own]")
 @click.option("--timesteps", type=int, default=None, help="time steps T [the checkpoint's]")
 @click.option("--dt", type=float, default=1.0, show_default=True, help="seconds per step written to NIR (1.0 = 'one step')")
 @click.option("--accept-reset-approximation", is_flag=True,
@@ -283,7 +288,7 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
     if consumer is not None and target != "nir":
         raise ConfigError(f"--for {consumer} is for --target nir (a {target} export has no consumer choice)")
     if ck.suffix == ".nir":
-        _export_nir_source(ck, dest, target, calib, weight_bits, timesteps, dt, chips, producer, source_dt, consumer,
+        _export_nir_source(ck, dest, target, calib, weight_bits or 8, timesteps, dt, chips, producer, source_dt, consumer,
                            accept_reset_approximation, overwrite)
         return
     if producer is not None or source_dt is not None:
@@ -363,7 +368,8 @@ def inspect(bundle_dir: str) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="bundle: dataset directory [the bundle's]")
 @click.option("--encoding-once", is_flag=True, help="count the encoding layer's MACs once per inference, not per step")
 @click.option("--inputs", "inputs", type=click.Path(dir_okay=False), default=None,
-              help=".net file: .npz/.npy with 'spikes' (N, steps, *shape) or 'bias' (N, *shape), optional 'labels'")
+              help=".net file: .npz/.npy with 'spikes' (N, steps, *shape) or 'bias' (N, *shape), optional 'labels'; "
+                   "bundle: .npz with images 'x' (N, *input_shape) and optional labels 'y' (N,) [its test split]")
 @click.option("--steps", type=int, default=None, help=".net file with bias input: steps per sample")
 @click.option("--save-spikes", is_flag=True, help="also write every layer's spikes to spikes.h5 (NIR's data format)")
 @click.option("--device", default="auto", show_default=True,
@@ -397,14 +403,17 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
         return
     from .sim.run import simulate as run_sim
 
-    if inputs is not None or steps is not None:
-        raise ConfigError("--inputs and --steps are for .net files; a bundle is run on its dataset's test split")
+    if steps is not None:
+        raise ConfigError("--steps is for .net files with bias input; a bundle runs its own T (the manifest's timesteps)")
     sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
                   encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes,
-                  all_steps=all_steps, device=device)
+                  all_steps=all_steps, device=device, inputs=None if inputs is None else Path(inputs))
+    where = "test samples" if inputs is None else f"samples of {inputs}"
     if sim["samples"] < samples:
-        click.echo(f"note: --samples {samples} asked for; the test split has {sim['samples']}, so {sim['samples']} ran")
-    click.echo(f"{backend}: accuracy {sim['accuracy']:.4f} on {sim['samples']} test samples; firing rate "
+        click.echo(f"note: --samples {samples} asked for; {'the test split' if inputs is None else inputs} has "
+                   f"{sim['samples']}, so {sim['samples']} ran")
+    acc = "no labels" if sim["accuracy"] is None else f"accuracy {sim['accuracy']:.4f}"
+    click.echo(f"{backend}: {acc} on {sim['samples']} {where}; firing rate "
                f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
                f"synaptic events; simulation.json in {out}")
 

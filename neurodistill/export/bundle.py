@@ -90,14 +90,23 @@ def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, t
     return dataset_samples(cfg.get("dataset", "digits"), cfg.get("data_dir"), cfg.get("data") or {}, n, "train", seed)
 
 
-def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: int = 8, timesteps: int | None = None,
+def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: int | None = None, timesteps: int | None = None,
                   accept_reset_approximation: bool = False, overwrite: bool = False, dt: float = 1.0,
                   limits: str = "loihi2", chips: int = 1) -> dict:
-    """A Loihi 2 bundle from a neurodistill checkpoint (calibrated on its training data)."""
+    """A Loihi 2 bundle from a neurodistill checkpoint (calibrated on its training data).
+
+    A `train --deploy loihi2` checkpoint is exported with the scales it was trained with and its
+    weight bits (`weight_bits` None: the checkpoint's, else 8).
+    """
     if calib < 1:
         raise ConfigError(f"--calib {calib} is not allowed; it must be >= 1")
     prepare_out(out, overwrite)
     ckpt, model = load_model(ckpt_path)
+    qat = ckpt.get("qat")
+    if qat and weight_bits is not None and weight_bits != qat["weight_bits"]:
+        raise ConfigError(f"{str(ckpt_path)!r} was trained for Loihi 2 with {qat['weight_bits']}-bit weights "
+                          f"(--deploy); export it with --weight-bits {qat['weight_bits']} (or leave it out)")
+    weight_bits = qat["weight_bits"] if qat else (weight_bits or 8)
     T = timesteps or int(ckpt.get("config", {}).get("timesteps", 4))
     x, y = calibration_data(ckpt, calib)
     cfg = ckpt.get("config", {})
@@ -105,16 +114,21 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
               "calibration_split": "train",
               "dataset": {"name": cfg.get("dataset", "digits"), "data_dir": cfg.get("data_dir"), "data": cfg.get("data", {}),
                           "num_classes": ckpt["model"]["num_classes"]}}
+    if qat:
+        source["qat"] = {k: qat.get(k) for k in ("target", "weight_bits", "encoding_scale", "scales", "before", "after")}
     return export_module_loihi2(model, tuple(ckpt["dataset"]["input_shape"]), x, y, out, timesteps=T,
                                 weight_bits=weight_bits, accept_reset_approximation=accept_reset_approximation,
-                                overwrite=overwrite, dt=dt, limits=limits, chips=chips, source=source)
+                                overwrite=overwrite, dt=dt, limits=limits, chips=chips, source=source,
+                                scales=qat["scales"] if qat else None)
 
 
 def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x: torch.Tensor, y: torch.Tensor,
                          out: Path, *, timesteps: int, weight_bits: int = 8, accept_reset_approximation: bool = False,
                          overwrite: bool = False, dt: float = 1.0, limits: str = "loihi2", chips: int = 1,
-                         source: dict | None = None) -> dict:
+                         source: dict | None = None, scales: dict[str, float] | None = None) -> dict:
     """A Loihi 2 bundle from any spiking `nn.Module` built from spikingjelly/torch layers (Python API).
+
+    `scales` (population -> power-of-two scale) replaces export's choice: a QAT checkpoint's.
 
     Shape:
         x: calibration inputs `(N, *input_shape)` (static images, direct encoding); y: labels `(N,)`.
@@ -143,7 +157,7 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
     T = timesteps
     graph = capture(model, input_shape, timesteps=T, dt=dt)
     current = encoding_current(graph, x.numpy())
-    reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation)
+    reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation, scales)
     resources = map_resources(graph, load_limits(limits), chips)
     require_fit(resources)
 
@@ -279,27 +293,9 @@ def nir_source_module(nir_path: Path, source: str, source_dt: float | None = Non
 
 def calib_from_file(path: Path, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """`x (N, *input_shape)` and `y (N,)` from an .npz the user gives (`--calib FILE.npz`)."""
-    from ..errors import DatasetError
+    from ..data.npz_samples import read_samples
 
-    where = str(path)
-    if path.suffix != ".npz" or not path.is_file():
-        raise DatasetError(f"--calib {where!r}: give a sample count or an existing .npz file with 'x' and 'y'")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("x", "y") if k not in z.files]
-            if missing:
-                raise DatasetError(f"{where}: needs arrays 'x' (N, {', '.join(map(str, input_shape))}) and 'y' (N,); "
-                                   f"missing {', '.join(missing)} (it has {', '.join(z.files) or 'none'})")
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{where} cannot be read as .npz ({type(e).__name__}: {str(e)[:120]})") from None
-    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape) or len(x) < 1:
-        raise DatasetError(f"{where}: 'x' has shape {list(x.shape)}; the graph needs (N, {', '.join(map(str, input_shape))})")
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise DatasetError(f"{where}: 'y' must be integer labels of shape ({len(x)},); it is {y.dtype} {list(y.shape)}")
-    if not np.isfinite(x).all():
-        raise DatasetError(f"{where}: 'x' holds NaN or Inf values")
-    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    return read_samples(path, input_shape, "--calib")
 
 
 def export_nir_source(nir_path: Path, out: Path, *, target: str, source: str, source_dt: float | None = None,

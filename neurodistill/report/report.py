@@ -117,9 +117,9 @@ def _check_simulation(sim: dict, where: str) -> None:
         need(x, "firing_rate", lambda v: v is None or _is_count(v), "null or a finite number >= 0", at)
         need(x, "spikes_per_step", lambda v: isinstance(v, list) and len(v) == T and all(map(_is_count, v)),
              f"a list of {T} counts (one per time step)", at)
-    need(sim, "accuracy_per_timestep", lambda v: isinstance(v, list) and len(v) == T and all(
+    need(sim, "accuracy_per_timestep", lambda v: v is None or isinstance(v, list) and len(v) == T and all(
         isinstance(p, dict) and all(_is_count(p.get(k)) for k in ("t", "alone", "running_mean")) for p in v),
-        f"a list of {T} objects with t, alone, running_mean", optional=True)
+        f"null or a list of {T} objects with t, alone, running_mean", optional=True)
 
 
 def _training_summary(sim: dict) -> dict | None:

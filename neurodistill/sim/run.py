@@ -109,22 +109,51 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
 
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
              encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None,
-             save_spikes: bool = False, all_steps: bool = False, device: str = "auto") -> dict:
+             save_spikes: bool = False, all_steps: bool = False, device: str = "auto",
+             inputs: Path | None = None) -> dict:
     """Run `samples` test samples through the bundle with `backend` and write `out/simulation.json`.
 
+    The samples are the first `samples` of the bundle's dataset's test split, or of `inputs` (an
+    .npz with `x (N, *input_shape)` and optional integer labels `y (N,)`), for any bundle.
     fxp computes each layer in its own T-step window only (the same accuracy and counts, faster
     for deep graphs) unless `all_steps` or `save_spikes`: then every chip step, and the
     pipeline-fill spikes are counted too (Lava always runs every step). `device`: where fxp and
     float run (`auto`: CUDA when available).
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
-    if samples < 1 or batch_size < 1:
-        raise ConfigError("--samples and --batch-size must be >= 1")
+    if samples < 1:
+        raise ConfigError("--samples must be >= 1")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
     if backend == "lava":
         checked_lava_python(lava_python)  # before any work: a bad interpreter is one line, not a traceback later
+    manifest, graph = open_bundle(bundle)
+    if inputs is not None:
+        from ..data.npz_samples import read_samples
+
+        x, y = read_samples(inputs, tuple(graph.input_shape), "--inputs", labels_required=False)
+        x, y = x[:samples], None if y is None else y[:samples]
+        source = {"split": "given", "dataset": None, "inputs": str(inputs)}
+    else:
+        ds = manifest.get("dataset")
+        if not ds:
+            raise CheckpointError(f"bundle {str(bundle)!r} names no dataset (exported from Python or from a NIR file "
+                                  "calibrated on your data): pass --inputs FILE.npz with 'x' (N, "
+                                  f"{', '.join(map(str, graph.input_shape))}) and optional labels 'y' (N,)")
+        x, y = dataset_samples(ds["name"], data_dir or ds.get("data_dir"), ds.get("data") or {}, samples, split="test")
+        if tuple(x.shape[1:]) != tuple(graph.input_shape):
+            raise CheckpointError(f"bundle {str(bundle)!r}: dataset {ds['name']!r} gives samples of shape "
+                                  f"{list(x.shape[1:])}; the bundle's input_shape is {list(graph.input_shape)}")
+        source = {"split": "test", "dataset": ds["name"]}
+    sim, recorded = simulate_samples(bundle, manifest, graph, x, y, backend=backend, batch_size=batch_size,
+                                     encoding_once=encoding_once, lava_python=lava_python, save_spikes=save_spikes,
+                                     all_steps=all_steps, device=device)
+    sim.update(source)
+    write_simulation(out, sim, graph, recorded if save_spikes else None)
+    return sim
+
+
+def open_bundle(bundle: Path):
+    """(manifest, deployment graph) of a loihi2 bundle, checked against each other."""
     manifest = read_manifest(bundle)
     if manifest.get("target") != "loihi2":
         raise CheckpointError(f"{str(bundle)!r} is a {manifest.get('target')!r} export; simulate reads loihi2 bundles")
@@ -132,20 +161,26 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         raise CheckpointError(f"bundle {str(bundle)!r} has no deploy.h5; re-export it")
     graph = read_graph(bundle / "deploy.h5")
     check_manifest_graph(manifest, graph, bundle)  # input shape, timesteps, latency, layers
-    ds = manifest.get("dataset")
-    if not ds:
-        raise CheckpointError(f"bundle {str(bundle)!r} names no dataset (exported from Python); simulate it from Python")
-    x, y = dataset_samples(ds["name"], data_dir or ds.get("data_dir"), ds.get("data") or {}, samples, split="test")
-    if tuple(x.shape[1:]) != tuple(graph.input_shape):
-        raise CheckpointError(f"bundle {str(bundle)!r}: dataset {ds['name']!r} gives samples of shape {list(x.shape[1:])}; "
-                              f"the bundle's input_shape is {list(graph.input_shape)}")
+    return manifest, graph
+
+
+def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: torch.Tensor | None, *,
+                     backend: str = "fxp", batch_size: int = 64, encoding_once: bool = False,
+                     lava_python: str | None = None, save_spikes: bool = False, all_steps: bool = False,
+                     device: str = "auto") -> tuple[dict, list]:
+    """The simulation record of static inputs `x (N, *input_shape)` (labels `y (N,)` or None: no
+    accuracy), and the recorded `(spikes, v_readout_steps)` per batch when `save_spikes`."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
     T = int(manifest["timesteps"])
     steps = T + graph.latency_steps
     dev = resolve_device(device)
     parts, correct, recorded, nb_parts = [], 0, [], []
     alone, running = [0] * T, [0] * T
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start: start + batch_size], y[start: start + batch_size]
+    for start in range(0, len(x), batch_size):
+        xb = x[start: start + batch_size]
         if backend == "float":
             run = run_float(graph, xb.float().to(dev).unsqueeze(0).expand(T, *xb.shape), record=True)
             pred, spikes, pipelined = run["logits"].mean(0).flatten(1).argmax(-1), run["spikes"], False
@@ -157,10 +192,12 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         spikes, pred = {k: v.cpu() for k, v in spikes.items()}, pred.cpu()  # counting runs on the CPU
         if run.get("v_readout_steps") is not None:
             run["v_readout_steps"] = run["v_readout_steps"].cpu()
-        correct += int((pred == yb).sum())
-        a, m = (from_logits(run["logits"].cpu(), yb) if backend == "float"
-                else from_readout(readout_window(run["v_readout_steps"], T), yb))
-        alone, running = [x + d for x, d in zip(alone, a, strict=True)], [x + d for x, d in zip(running, m, strict=True)]
+        if y is not None:
+            yb = y[start: start + batch_size]
+            correct += int((pred == yb).sum())
+            a, m = (from_logits(run["logits"].cpu(), yb) if backend == "float"
+                    else from_readout(readout_window(run["v_readout_steps"], T), yb))
+            alone, running = [u + d for u, d in zip(alone, a, strict=True)], [u + d for u, d in zip(running, m, strict=True)]
         windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window
         parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined and not windowed,
                            pipeline_known=pipelined and not windowed))
@@ -169,16 +206,46 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         if save_spikes:
             recorded.append((spikes, run.get("v_readout_steps")))
     counts = merge_counts(parts)
+    n = len(x)
     sim = {
-        "backend": backend, "samples": int(len(y)), "timesteps": T, "accuracy": correct / len(y),
+        "backend": backend, "samples": int(n), "timesteps": T, "accuracy": None if y is None else correct / n,
         "steps_per_sample": steps if backend != "float" else T,
         "steps_computed": ("every chip step" if backend == "lava" or (backend == "fxp" and (all_steps or save_spikes))
                            else "each layer's T-step window" if backend == "fxp" else "T steps, no latency"),
-        "accuracy_per_timestep": per_step_summary(alone, running, len(y)),
-        "split": "test", "dataset": ds["name"],
+        "accuracy_per_timestep": None if y is None else per_step_summary(alone, running, n),
         "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
         "neurodistill_version": __version__, **count_fields(counts),
         "neurobench": neurobench.summarize(graph, nb_parts, backend),
     }
-    write_simulation(out, sim, graph, recorded if save_spikes else None)
+    return sim, recorded
+
+
+def simulate_bundle(bundle: str | Path, x, y=None, *, backend: str = "fxp", out: str | Path | None = None,
+                    batch_size: int = 64, encoding_once: bool = False, lava_python: str | None = None,
+                    all_steps: bool = False, device: str = "auto") -> dict:
+    """Simulate a Loihi 2 bundle on your own inputs, from Python (the CLI's `simulate --inputs`).
+
+    Shape:
+        x: `(N, *input_shape)` static images (a tensor or array; direct encoding: the same image at
+        each of the T steps, as in training). y: `(N,)` integer labels, or None (no accuracy).
+    Returns the `simulation.json` record (accuracy, per-step accuracy, counts per layer, NeuroBench
+    metrics); with `out`, also writes `out/simulation.json` for `report`.
+    """
+    bundle = Path(bundle)
+    if backend == "lava":
+        checked_lava_python(lava_python)
+    manifest, graph = open_bundle(bundle)
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if tuple(x.shape[1:]) != tuple(graph.input_shape) or len(x) < 1:
+        raise ConfigError(f"x has shape {list(x.shape)}; bundle {str(bundle)!r} takes (N, "
+                          f"{', '.join(map(str, graph.input_shape))})")
+    if y is not None:
+        y = torch.as_tensor(np.asarray(y)).long()
+        if y.shape != (len(x),):
+            raise ConfigError(f"y has shape {list(y.shape)}; it must be ({len(x)},), one integer label per sample")
+    sim, _ = simulate_samples(bundle, manifest, graph, x, y, backend=backend, batch_size=batch_size,
+                              encoding_once=encoding_once, lava_python=lava_python, all_steps=all_steps, device=device)
+    sim.update({"split": "given", "dataset": None, "inputs": "Python arrays"})
+    if out is not None:
+        write_simulation(Path(out), sim, graph, None)
     return sim
