@@ -1,7 +1,7 @@
 """Training configuration: dataclasses with defaults, loaded from YAML/TOML, overridden by flags.
 
 A config file mirrors the dataclasses: top-level keys of `TrainConfig`, with the nested
-sections `neuron:`, `loss:`, `tssd:`, `esd:` and `data:`. Unknown keys and wrong types are `ConfigError`s
+sections `neuron:`, `loss:`, `tssd:`, `esd:`, `qat:` and `data:`. Unknown keys and wrong types are `ConfigError`s
 that name the file, the key, the value and what is allowed.
 """
 
@@ -23,6 +23,7 @@ from .distill.losses import LossConfig
 from .distill.tssd import TssdConfig
 from .errors import ConfigError
 from .models.neurons import NeuronConfig
+from .qat.training import QatConfig, check_deploy_name
 
 
 @dataclass
@@ -33,6 +34,8 @@ class TrainConfig:
     method: str = "none"  # none | tet | kd | tser | tssd | esd (kd and tser need --teacher)
     backprop: str = "bptt"  # bptt | rate (rate-based backprop: spiking models, methods none, kd, esd); esd switches it to rate
     teacher: str | None = None  # path of an ANN teacher checkpoint
+    init: str | None = None  # start from this checkpoint's weights (fine-tuning, e.g. --deploy from a float run)
+    deploy: str | None = None  # loihi2: quantization-aware training, the forward is the exported fixed point
     timesteps: int = 4  # T; ignored for ANN models; event data uses its own frame count
     epochs: int = 30
     batch_size: int = 64  # per process; under torchrun the global batch is this x world size
@@ -53,6 +56,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     tssd: TssdConfig = field(default_factory=TssdConfig)  # settings of --method tssd
     esd: ESDConfig = field(default_factory=ESDConfig)  # settings of --method esd
+    qat: QatConfig = field(default_factory=QatConfig)  # settings of --deploy
     data: DataOptions = field(default_factory=DataOptions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +182,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
     for key in POSITIVE:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} is not allowed; it must be >= 1")
+    check_deploy_name(where, cfg.deploy)
     if cfg.lr <= 0:
         raise ConfigError(f"{where}: lr = {cfg.lr} is not allowed; it must be > 0")
     if cfg.method == "esd":

@@ -204,7 +204,24 @@ def render(bundle: Path) -> str:
         f"quantized (Loihi fixed point) {m['accuracy_quantized']:.4f}",
         "files: " + ", ".join(sorted(m["files"].values())) + ("" if m.get("netx") is None else f"  (no network.net: {m['netx']['reason']})"),
     ]
-    return "\n".join(head + ["", _table(rows), ""] + tail)
+    return "\n".join(head + ["", _table(rows), ""] + tail + _qat_lines(m.get("qat")))
+
+
+def _qat_lines(q: dict | None) -> list[str]:
+    """A `train --deploy` checkpoint's per-layer weight quantization, at the start of QAT
+    (post-training quantization of its initial weights) and at the end."""
+    if not q or not q.get("after"):
+        return []
+    before = {r["name"]: r for r in q.get("before") or []}
+    rows = [["layer", "weights", "scale before", "clip before", "error before", "scale after", "clip after", "error after"]]
+    for a in q["after"]:
+        b = before.get(a["name"])
+        rows.append([a["name"], str(a["weights"]),
+                     *((f"{b['scale']:g}", f"{b['clipped']:.2%}", f"{b['error']:.2%}") if b else ("-", "-", "-")),
+                     f"{a['scale']:g}", f"{a['clipped']:.2%}", f"{a['error']:.2%}"])
+    return ["", f"quantization-aware training ({q['weight_bits']}-bit weights, the scales it trained with): weights "
+                "clipped to the grid and the error ||Q/s - W|| / ||W||, before (its initial weights) and after", "",
+            _table(rows)]
 
 
 def _resources_line(rr: dict, est: list[str]) -> str:

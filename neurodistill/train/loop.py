@@ -14,6 +14,7 @@ so export still builds the plain model.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -36,6 +37,7 @@ from ..data import DatasetInfo, load_dataset
 from ..distill import Trainee, build_step, check_backprop, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
 from ..models import create_model, get_spec, select_backend
+from ..qat import training as qat
 from . import distributed
 from .checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .evaluate import step_correct
@@ -265,6 +267,9 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
     train_ds, test_ds, info = load_dataset(cfg.dataset, cfg.data_dir, cfg.data)
     meta = model_meta(cfg.model, info, cfg)
     model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None).to(device)
+    qat.check_deploy(cfg.deploy, spec.spiking, info.frames, cfg.model)
+    if cfg.init and not resume:
+        qat.load_init(cfg.init, model, cfg.model)
     teacher = load_teacher(cfg.teacher, info, device) if cfg.teacher else None
     inputs = Inputs(info, cfg.timesteps, spec.spiking)
     if info.frames and spec.spiking and cfg.timesteps != info.frames:
@@ -283,6 +288,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, history, best, train_seconds = 0, [], {"acc": -1.0, "epoch": 0}, 0.0
+    qat_entry = None
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
         if ckpt["model"]["name"] != cfg.model:
@@ -294,9 +300,12 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         if ckpt["scaler"]:  # a run saved without AMP (CPU, amp: false) has an empty scaler state
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
+        qat_entry = ckpt.get("qat")
         start_epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
         train_seconds = ckpt["train_seconds"]
         log.info("resuming %s at epoch %d of %d", out / "last.pt", start_epoch + 1, cfg.epochs)
+    # --deploy: the training forward is the exported fixed-point network (neurodistill/qat)
+    dep = qat.setup(cfg, model, tuple(info.input_shape), qat_entry) if cfg.deploy else None
 
     net: nn.Module = trainee  # net(x, y): the method's step; net(x): the plain model (evaluation)
     if d.enabled:
@@ -323,7 +332,8 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
                 break
             n_batches += 1
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            parts, z = net(x, y)
+            with dep.active(model) if dep else _nothing():
+                parts, z = net(x, y)
             if parts["loss"].item() < 0 and not warned_negative:
                 log.warning("total loss is negative (%.4f): the entropy weight lam=%g is too large (TSER says avoid this)",
                             parts["loss"].item(), cfg.loss.lam)
@@ -344,13 +354,15 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         names = [*LOSS_PARTS, *sorted(set(parts_sum) - set(LOSS_PARTS))]
         sums = torch.tensor([parts_sum.get(k, 0.0) for k in names] + [correct, seen], dtype=torch.float64)
         sums = distributed.reduce_sum(d, sums)
-        test = evaluate(net, test_loader, inputs, device, d)
+        test = _evaluate(net, model, dep, test_loader, inputs, device, d)
         train_seconds += time.perf_counter() - t0
         n = max(sums[-1].item(), 1.0)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         row |= {f"train_{k}": sums[j].item() / n for j, k in enumerate(names)}
         row |= {"train_acc": sums[-2].item() / n, "test_loss": test["loss"], "test_acc": test["acc"]}
         row |= {f"test_acc_t{p['t']}": p["alone"] for p in test["per_timestep"]}
+        if dep:
+            row |= {"test_acc_float": test["acc_float"], "test_acc_qat_forward": test["acc_qat_forward"]}
         row["seconds"] = train_seconds
         row["train_batches"], row["train_step_seconds"] = n_batches, step_seconds
         history.append(row)
@@ -369,6 +381,8 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
                 "dataset": {"name": info.name, "num_classes": info.num_classes,
                             "input_shape": list(info.input_shape), "frames": info.frames},
             }
+            if dep:
+                payload["qat"] = qat.checkpoint_entry(dep, model)
             save_checkpoint(out / "last.pt", payload)
             if is_best:
                 save_checkpoint(out / "best.pt", payload)
@@ -381,7 +395,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
 
     if writer is not None:
         writer.close()
-    final = evaluate(net, test_loader, inputs, device, d) if not history or start_epoch == cfg.epochs else test
+    final = _evaluate(net, model, dep, test_loader, inputs, device, d) if not history or start_epoch == cfg.epochs else test
     peak, peak_kind = peak_memory(device)
     summary = {
         "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "backprop": cfg.backprop,
@@ -392,10 +406,36 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         "peak_memory_bytes": peak, "peak_memory_kind": peak_kind, "device": str(device), "world_size": d.world, "teacher": cfg.teacher, "method_info": step.info(),
         "checkpoint": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
     }
+    if dep:
+        # test_acc is the deployed network's (run_fxp); calibration_acc is what export's manifest reports
+        summary["deploy"] = {"target": cfg.deploy, "weight_bits": dep.weight_bits, "test_acc_float": final["acc_float"],
+                             "test_acc_qat_forward": final["acc_qat_forward"],
+                             "calibration_acc": qat.calibration_accuracy(dep, model, inputs.timesteps),
+                             "calibration_samples": cfg.qat.calib, "scales": dep.scales(model),
+                             "encoding_scale": dep.encoding_scale, "init": cfg.init}
     if d.main:
         write_json(out / "summary.json", summary)
     step.close()
     return summary
+
+
+def _evaluate(net: nn.Module, model: nn.Module, dep, loader: DataLoader, inputs: Inputs, device, d) -> dict[str, Any]:
+    """The test evaluation; with --deploy, `acc` is the deployed network's accuracy in `run_fxp`
+    (what `simulate --backend fxp` of the exported bundle gives), beside the float model's and
+    the QAT forward's (the same predictions as run_fxp, up to float rounding of the encoding)."""
+    if dep is None:
+        return evaluate(net, loader, inputs, device, d)
+    qat.recalibrate(dep, model)  # export's encoding scale for these weights; the next epoch trains with it
+    flt = evaluate(net, loader, inputs, device, d)
+    with dep.active(model):
+        test = evaluate(net, loader, inputs, device, d)
+    fxp = qat.evaluate_fxp(dep, model, loader, inputs.timesteps, device, d)
+    return {**test, "acc": fxp["acc"], "acc_float": flt["acc"], "acc_qat_forward": test["acc"]}
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 def _per_batch(history: list[dict], batch_size: int) -> dict[str, Any]:

@@ -182,7 +182,9 @@ class RateBackprop:
 
     # --- neurons -----------------------------------------------------------------------------
     def _spike_neuron(self, node: nn.Module, x_seq: Tensor) -> Tensor:
-        spikes, rate, elig = neuron_record(node, x_seq)
+        # under --deploy the neuron runs Loihi's integer dynamics and records their eligibility (neurodistill/qat)
+        record = node.__dict__.get("qat_record")
+        spikes, rate, elig = record(x_seq) if record else neuron_record(node, x_seq)
         self._push(node, (rate, elig))
         return spikes
 

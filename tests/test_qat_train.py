@@ -1,0 +1,160 @@
+"""`train --deploy loihi2`: what the run reports is what the exported bundle does in fixed point.
+
+Per test sample, the QAT forward's prediction equals `run_fxp` of the exported bundle's own
+deploy.h5; the run's test accuracy is `simulate --backend fxp`'s; the manifest's
+accuracy_quantized is the run's calibration accuracy; every method and rate backprop train
+deployed; resume on a CPU is bit-identical; DDP (two gloo processes) evaluates the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neurodistill.cli import main
+from neurodistill.config import resolve
+from neurodistill.export.bundle import dataset_samples, load_model
+from neurodistill.export.graph_io import read_graph
+from neurodistill.qat.deploy import fxp_readout
+from neurodistill.qat.forward import Deployment
+from neurodistill.train import train
+from neurodistill.train.checkpoint import load_checkpoint
+
+from .conftest import ROOT, run_cli
+
+SMALL = {"model": "snn_digits", "epochs": 1, "limit_train_batches": 3, "batch_size": 32, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def float_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("float")
+    train(resolve({"model": "snn_digits", "epochs": 4, "device": "cpu", "out": str(out)}, {}))
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def qat_run(tmp_path_factory, float_run):
+    out = tmp_path_factory.mktemp("qat")
+    summary = train(resolve({"model": "snn_digits", "epochs": 2, "lr": 0.01, "device": "cpu", "out": str(out),
+                             "deploy": "loihi2", "init": str(float_run), "qat": {"weight_bits": 4}}, {}))
+    return out, summary
+
+
+def _qat_forward_predictions(ckpt_path, x, T):
+    ckpt, model = load_model(ckpt_path)
+    q = ckpt["qat"]
+    dep = Deployment.for_model(model, tuple(q["input_shape"]), q["weight_bits"], x[:1], q["encoding_scale"])
+    with torch.no_grad(), dep.active(model):
+        z = model(x.unsqueeze(0).repeat(T, 1, 1, 1, 1))
+    return z.double().sum(0).argmax(-1)
+
+
+def test_qat_predictions_equal_the_exported_bundle_in_fxp(qat_run, tmp_path):
+    out, summary = qat_run
+    bundle = tmp_path / "bundle"
+    res = CliRunner().invoke(main, ["export", str(out / "last.pt"), "--target", "loihi2", "--out", str(bundle)])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ckpt = load_checkpoint(out / "last.pt")
+    assert manifest["weight_bits"] == 4
+    assert {layer["name"]: layer["scale"] for layer in manifest["layers"]} == ckpt["qat"]["scales"]
+    assert manifest["accuracy_quantized"] == summary["deploy"]["calibration_acc"]
+    x, y = dataset_samples("digits", None, {}, 10_000, "test")
+    graph = read_graph(bundle / "deploy.h5")
+    deployed = fxp_readout(graph, x, 4).argmax(-1)
+    qat = _qat_forward_predictions(out / "last.pt", x, 4)
+    assert torch.equal(qat, deployed), f"{int((qat != deployed).sum())} of {len(y)} test predictions differ"
+    assert summary["test_acc"] == int((deployed == y).sum()) / len(y)
+    assert summary["deploy"]["test_acc_qat_forward"] == summary["test_acc"]
+    sim = CliRunner().invoke(main, ["simulate", str(bundle), "--backend", "fxp", "--samples", "360",
+                                    "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    assert json.loads((tmp_path / "sim" / "simulation.json").read_text())["accuracy"] == summary["test_acc"]
+    # item 5: the bundle's inspect shows each layer's weight error at the start and the end of QAT
+    shown = CliRunner().invoke(main, ["inspect", str(bundle)]).output
+    assert "quantization-aware training (4-bit weights" in shown and "error before" in shown
+    # the checkpoint's bits are the export's; other bits would not be what was trained
+    bad = CliRunner().invoke(main, ["export", str(out / "last.pt"), "--target", "loihi2", "--weight-bits", "8",
+                                    "--out", str(tmp_path / "b8")])
+    assert bad.exit_code == 2 and "trained for Loihi 2 with 4-bit weights" in bad.output
+
+
+class _Killed(BaseException):
+    pass
+
+
+def test_resume_is_bit_identical(tmp_path, float_run, monkeypatch):
+    from neurodistill.train import loop
+
+    base = {**SMALL, "epochs": 2, "deploy": "loihi2", "init": str(float_run), "lr": 0.01}
+    train(resolve({**base, "out": str(tmp_path / "a")}, {}))
+    save = loop.save_checkpoint
+
+    def save_then_die(path, payload):
+        save(path, payload)
+        if payload["epoch"] == 1 and path.name == "last.pt":
+            raise _Killed  # the process dies right after epoch 1's last.pt, as a kill would leave it
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        train(resolve({**base, "out": str(tmp_path / "b")}, {}))
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    train(resolve({**base, "out": str(tmp_path / "b")}, {}), resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["qat"] == b["qat"]
+    assert a["history"][-1]["test_acc"] == b["history"][-1]["test_acc"]
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("none", {}), ("tet", {}), ("kd", {}), ("tser", {}), ("tssd", {}), ("esd", {}),
+    ("none", {"backprop": "rate"}), ("kd", {"backprop": "rate"}),
+])
+def test_every_method_trains_the_deployed_network(tmp_path, method, extra, float_run, digits_teacher):
+    teacher = {"teacher": str(digits_teacher)} if method in ("kd", "tser") else {}
+    cfg = resolve({**SMALL, "method": method, **extra, **teacher, "deploy": "loihi2", "init": str(float_run),
+                   "lr": 0.01, "out": str(tmp_path)}, {})
+    before = load_checkpoint(float_run)["state_dict"]
+    s = train(cfg)
+    after = load_checkpoint(tmp_path / "last.pt")
+    assert any(not torch.equal(before[k], after["state_dict"][k]) for k in before), "nothing was trained"
+    x, y = dataset_samples("digits", None, {}, 10_000, "test")
+    pred = _qat_forward_predictions(tmp_path / "last.pt", x, 4)
+    assert s["test_acc"] == int((pred == y).sum()) / len(y)
+    assert s["deploy"]["weight_bits"] == 8 and s["test_acc"] > 0.5
+
+
+def test_deploy_refuses_bad_input(tmp_path, digits_teacher, float_run):
+    cases = [
+        (["--model", "ann_digits", "--deploy", "loihi2"], "runs spiking models only"),
+        (["--deploy", "loihi2", "--weight-bits", "9"], "qat.weight_bits = 9 is not allowed"),
+        (["--deploy", "loihi2", "--init", str(digits_teacher)], "holds model 'ann_digits', not 'snn_digits'"),
+        (["--deploy", "loihi2", "--reset", "soft", "--limit-train-batches", "1"], "soft reset"),
+    ]
+    for i, (flags, msg) in enumerate(cases):
+        res = run_cli("train", *flags, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / str(i)))
+        assert res.returncode == 2, (flags, res.stderr[-2000:])
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], (flags, res.stderr)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_deployed(tmp_path, float_run):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "neurodistill.cli",
+           "train", "--model", "snn_digits", "--epochs", "1", "--limit-train-batches", "4", "--lr", "0.01",
+           "--deploy", "loihi2", "--init", str(float_run), "--device", "cpu", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    x, y = dataset_samples("digits", None, {}, 10_000, "test")
+    pred = _qat_forward_predictions(out / "last.pt", x, 4)
+    # the evaluation each rank ran on its shard, reduced, is the whole test set's
+    assert summary["world_size"] == 2 and summary["test_acc"] == int((pred == y).sum()) / len(y)
