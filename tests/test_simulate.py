@@ -113,9 +113,12 @@ def test_windows_only_gives_the_all_steps_counts(bundle, tmp_path):
     and counts; only the pipeline-fill spikes are not computed."""
     win, full = _sim(bundle, tmp_path / "w", "fxp"), _sim(bundle, tmp_path / "a", "fxp", 20, "--all-steps")
     assert win["steps_computed"] == "each layer's T-step window" and full["steps_computed"] == "every chip step"
-    strip = [{k: v for k, v in layer.items() if k != "pipeline_spikes"} for layer in win["layers"]]
-    assert strip == [{k: v for k, v in layer.items() if k != "pipeline_spikes"} for layer in full["layers"]]
-    assert win["accuracy"] == full["accuracy"] and win["totals"] == full["totals"]
+    unknown = ("pipeline_spikes", "chip_run_synaptic_events")  # the window run does not compute the fill
+    strip = [{k: v for k, v in layer.items() if k not in unknown} for layer in win["layers"]]
+    assert strip == [{k: v for k, v in layer.items() if k not in unknown} for layer in full["layers"]]
+    assert win["accuracy"] == full["accuracy"]
+    assert {k: v for k, v in win["totals"].items() if k not in unknown} == \
+        {k: v for k, v in full["totals"].items() if k not in unknown}
     assert all(layer["pipeline_spikes"] is None for layer in win["layers"])
     assert sum(layer["pipeline_spikes"] for layer in full["layers"]) > 0  # there is pipeline fill to skip
 
@@ -162,3 +165,28 @@ def test_fxp_on_cuda_equals_cpu(bundle, tmp_path):
     cpu = _sim(bundle, tmp_path / "c", "fxp", 20, "--device", "cpu", "--all-steps")
     gpu = _sim(bundle, tmp_path / "g", "fxp", 20, "--device", "cuda", "--all-steps")
     assert cpu["layers"] == gpu["layers"] and cpu["accuracy"] == gpu["accuracy"]
+
+
+def test_chip_run_counts_include_the_pipeline_fill(bundle, tmp_path):
+    """Windowed counts (priced) and the whole chip run (T + latency steps) side by side."""
+    full = _sim(bundle, tmp_path / "a", "fxp", 20, "--all-steps")
+    win = _sim(bundle, tmp_path / "w", "fxp", 20)
+    steps = full["steps_per_sample"]
+    assert steps == 4 + json.loads((bundle / "manifest.json").read_text())["latency_steps"]
+    by_name = {x["name"]: x for x in full["layers"]}
+    from neurodistill.export.graph_io import read_graph
+
+    graph = read_graph(bundle / "deploy.h5")
+    for x in full["layers"]:
+        assert x["chip_run_neuron_updates"] == x["neurons"] * steps * 20 > x["neuron_updates"]
+        for syn in graph.incoming(x["name"]):
+            if syn.kind == "dense" and not syn.host:
+                # a dense layer's fan-out is its out_features: the extra events are the source's pipeline spikes
+                src = by_name[syn.source]
+                extra = x["chip_run_synaptic_events"] - x["synaptic_events"]
+                assert extra == src["pipeline_spikes"] * x["neurons"]
+    assert full["totals"]["chip_run_synaptic_events"] > full["totals"]["synaptic_events"]
+    # the window only: events of the whole run are unknown, neuron updates are not
+    assert win["totals"]["chip_run_synaptic_events"] is None
+    assert win["totals"]["chip_run_neuron_updates"] == full["totals"]["chip_run_neuron_updates"]
+    assert win["totals"]["synaptic_events"] == full["totals"]["synaptic_events"]

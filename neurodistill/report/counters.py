@@ -50,11 +50,13 @@ def windows(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int,
 
 
 def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, encoding_once: bool = False,
-          pipelined: bool = True, input_spikes: torch.Tensor | None = None, pipeline_known: bool = True) -> dict:
+          pipelined: bool = True, input_spikes: torch.Tensor | None = None, pipeline_known: bool = True,
+          chip_steps: int | None = None) -> dict:
     """Counts per layer (graph order) and the global firing rates (both conventions).
 
     `pipelined`: spikes come from a Loihi-timed run (fixed point, Lava); False for the float run.
     `pipeline_known`: False when the run computed each layer's window only (`pipeline_spikes` None).
+    `chip_steps`: the steps the chip runs per sample (T + latency), or None (a latency-free float run).
     `input_spikes (steps, B, *input_shape)`: binary input spikes of a graph whose `INPUT` synapse
     is on chip (lava-dl `.net` files without an input neuron); that synapse is then spike-fed
     (events and ACs) instead of the host's analog encoding layer (MACs).
@@ -80,6 +82,7 @@ def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, e
             fr_in = float(src.sum()) / (src[0, 0].numel() * T * B)
             acs += fr_in * T * syn.dense_ops * B
         total_spikes = float(spikes[p.name].sum()) if p.name in spikes else 0.0
+        chip_events = _chip_run_events(graph, p, spikes, input_spikes) if pipeline_known else None
         layers.append({
             "name": p.name, "kind": p.neuron.kind, "neurons": p.size, "spikes": n_spikes,
             "spikes_per_step": per_step.tolist(),
@@ -87,11 +90,15 @@ def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, e
             "synaptic_events": events, "dense_ops": dense, "acs": acs, "macs": macs,
             "neuron_updates": p.size * T * B,
             "pipeline_spikes": total_spikes - n_spikes if pipeline_known else None,
+            # the whole chip run (T + latency steps, pipeline fill included): what the chip executes
+            "chip_run_synaptic_events": chip_events,
+            "chip_run_neuron_updates": p.size * chip_steps * B if chip_steps is not None else None,
         })
     firing = [x for x in layers if x["firing_rate"] is not None]
     n_weighted = sum(x["spikes"] for x in firing) / max(sum(x["neurons"] * T * B for x in firing), 1)
     mean_of_layers = sum(x["firing_rate"] for x in firing) / max(len(firing), 1)
     totals = {k: sum(x[k] for x in layers) for k in ("spikes", "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates")}
+    totals.update(_chip_totals(layers))
     return {
         "samples": B, "timesteps": T, "layers": layers,
         "firing_rate_neuron_weighted": n_weighted, "firing_rate_mean_of_layers": mean_of_layers,
@@ -102,11 +109,33 @@ def count(graph: DeployGraph, spikes: dict[str, torch.Tensor], timesteps: int, e
             "macs": f"encoding layer dense_ops x {'1 (once per inference)' if encoding_once else 'T (every step)'}, summed over samples",
             "synaptic_events": "exact: each input spike times its padding-aware fan-out",
             "window": "each layer's T steps after its latency; pipeline-fill spikes reported apart",
+            "priced": "the window counts (spikes, synaptic_events, neuron_updates of each layer's T steps)",
+            "chip_run": "chip_run_*: every step the chip runs per sample (T + latency), pipeline fill included; "
+                        "null where the run computed windows only (fxp without --all-steps: events) or has no "
+                        "pipeline (float)",
         },
     }
 
 
-SUMMED = ("spikes", "synaptic_events", "acs", "macs", "neuron_updates", "pipeline_spikes")
+def _chip_run_events(graph: DeployGraph, p, spikes: dict[str, torch.Tensor], input_spikes) -> float:
+    """Synaptic events into `p` over every step run: each spike any source sent, times its fan-out."""
+    events = 0.0
+    for syn in graph.incoming(p.name):
+        if syn.source == INPUT and input_spikes is None:
+            continue  # the host's analog encoding layer: MACs, not events
+        src = (input_spikes if syn.source == INPUT else spikes[syn.source]).double()
+        events += float((src.sum((0, 1)) * fanout_map(syn)).sum())
+    return events
+
+
+CHIP_KEYS = ("chip_run_synaptic_events", "chip_run_neuron_updates")
+
+
+def _chip_totals(layers: list[dict]) -> dict:
+    return {k: None if any(x[k] is None for x in layers) else sum(x[k] for x in layers) for k in CHIP_KEYS}
+
+
+SUMMED = ("spikes", "synaptic_events", "acs", "macs", "neuron_updates", "pipeline_spikes", *CHIP_KEYS)
 
 
 def merge_counts(parts: list[dict]) -> dict:
@@ -126,6 +155,7 @@ def merge_counts(parts: list[dict]) -> dict:
         layers.append(merged)
     firing = [x for x in layers if x["firing_rate"] is not None]
     totals = {k: sum(x[k] for x in layers) for k in ("spikes", "synaptic_events", "dense_ops", "acs", "macs", "neuron_updates")}
+    totals.update(_chip_totals(layers))
     return {
         **first, "samples": B, "layers": layers,
         "firing_rate_neuron_weighted": sum(x["spikes"] for x in firing) / max(sum(x["neurons"] * T * B for x in firing), 1),

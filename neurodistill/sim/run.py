@@ -55,7 +55,7 @@ def bundle_id(bundle: Path) -> str:
 
 
 LAYER_KEYS = ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate", "synaptic_events", "dense_ops",
-              "acs", "macs", "neuron_updates", "pipeline_spikes")
+              "acs", "macs", "neuron_updates", "pipeline_spikes", "chip_run_synaptic_events", "chip_run_neuron_updates")
 
 
 def run_lava_script(runner: Path, source: Path, inputs: dict, lava_python: str | None) -> dict[str, np.ndarray]:
@@ -200,7 +200,7 @@ def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: to
             alone, running = [u + d for u, d in zip(alone, a, strict=True)], [u + d for u, d in zip(running, m, strict=True)]
         windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window
         parts.append(count(graph, spikes, T, encoding_once=encoding_once, pipelined=pipelined and not windowed,
-                           pipeline_known=pipelined and not windowed))
+                           pipeline_known=pipelined and not windowed, chip_steps=steps if pipelined else None))
         nb_parts.append(neurobench.batch_metrics(graph, xb.float(), windows(graph, spikes, T, pipelined and not windowed),
                                                  T, backend, membrane=backend == "float"))
         if save_spikes:

@@ -141,12 +141,14 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
         if save_spikes:
             recorded.append(run)
     counts = merge_counts(parts)
+    counts["totals"] = {k: v for k, v in counts["totals"].items() if not k.startswith("chip_run")}
     sim = {
         "backend": backend, "samples": int(len(x)), "timesteps": steps, "steps_per_sample": steps,
         "accuracy": correct / len(x) if labels is not None else None, "input": mode,
         "net": str(net), "net_sha256": hashlib.sha256(net.read_bytes()).hexdigest(),
         "inputs": str(inputs), "model": net.stem, "neurodistill_version": __version__,
-        **count_fields(counts, LAYER_KEYS[:-1]),  # every step is counted: no pipeline fill
+        # every step is counted: the counts are the whole run, with no pipeline fill apart
+        **count_fields(counts, tuple(k for k in LAYER_KEYS if k != "pipeline_spikes" and not k.startswith("chip_run"))),
     }
     sim["conventions"].update({"window": "every step of the run (netx runs a .net file from rest, with no reset)",
                                "dense_ops": sim["conventions"]["dense_ops"] + " (of the file's layers)"})
