@@ -407,7 +407,8 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
         raise ConfigError("--steps is for .net files with bias input; a bundle runs its own T (the manifest's timesteps)")
     sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
                   encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes,
-                  all_steps=all_steps, device=device, inputs=None if inputs is None else Path(inputs))
+                  all_steps=all_steps, device=device, inputs=None if inputs is None else Path(inputs),
+                  progress=_show_progress())
     where = "test samples" if inputs is None else f"samples of {inputs}"
     if sim["samples"] < samples:
         click.echo(f"note: --samples {samples} asked for; {'the test split' if inputs is None else inputs} has "

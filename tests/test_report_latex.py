@@ -45,7 +45,12 @@ def test_tables_are_well_formed(report_dir):
     assert n_rows == [1 + 2, 1 + 2, 1 + 3, 1 + 3, 1 + 2]  # header + 2 models (summary, energy, NeuroBench); header + 3 layers each
     energy = tex[tex.index("tab:neurodistill-energy"):]
     assert all(p in energy.split(r"\midrule")[0] for p in PROFILES)
-    assert "_" not in re.sub(r"\\_", "", tex.split("\n", 1)[1].replace(r"\linewidth", ""))  # no unescaped '_'
+    # no unescaped '_' outside file names and labels (those are not typeset)
+    body = re.sub(r"\\(includegraphics\[[^]]*\]|label)\{[^}]*\}", "", tex.split("\n", 1)[1])
+    assert "_" not in re.sub(r"\\_", "", body.replace(r"\linewidth", ""))
+    # one figure environment per PDF the report wrote, each including a file that exists
+    pdfs = re.findall(r"\\includegraphics\[[^]]*\]\{([^}]*)\}", tex)
+    assert pdfs and sorted(pdfs) == sorted(f.name for f in report_dir.glob("*.pdf"))
 
 
 def test_report_compiles_with_pdflatex(report_dir, tmp_path):
@@ -54,7 +59,8 @@ def test_report_compiles_with_pdflatex(report_dir, tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI=true but pdflatex is missing (.ci/run installs texlive-latex-base)")
         pytest.skip("no TeX engine installed (apt-get install texlive-latex-base texlive-latex-recommended)")
-    shutil.copy(report_dir / "report.tex", tmp_path / "report.tex")
+    for f in report_dir.iterdir():  # the tables and the figures' PDFs it includes
+        shutil.copy(f, tmp_path / f.name)
     (tmp_path / "paper.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
                                         "\\begin{document}\n\\input{report.tex}\n\\end{document}\n")
     res = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path,

@@ -81,13 +81,14 @@ def firing_rate_by_layer(models: list[dict], out: Path) -> list[str]:
     name_lists = {tuple(x["name"] for x in ls) for ls in layers.values()}
     if len(name_lists) == 1:
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        _grouped_bars(ax, list(next(iter(name_lists))), {label: [x["firing_rate"] for x in ls] for label, ls in layers.items()})
+        _grouped_bars(ax, [layer_label(x) for x in next(iter(layers.values()))],
+                      {label: [x["firing_rate"] for x in ls] for label, ls in layers.items()})
         ax.set_ylabel("firing rate (spikes / neuron / step)")
         ax.set_title("Firing rate per layer")
     else:
         fig, axes = plt.subplots(len(layers), 1, figsize=(7, 2.6 * len(layers)), sharey=True, squeeze=False)
         for ax, (label, ls) in zip(axes[:, 0], layers.items(), strict=True):
-            _grouped_bars(ax, [x["name"] for x in ls], {label: [x["firing_rate"] for x in ls]})
+            _grouped_bars(ax, [layer_label(x) for x in ls], {label: [x["firing_rate"] for x in ls]})
             ax.set_ylabel("firing rate")
             ax.set_title(f"Firing rate per layer: {label}", fontsize=9)
     return _save(fig, out, "firing_rate_by_layer", ["model", "layer", "firing_rate"], rows)
@@ -136,11 +137,22 @@ def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
 
 
 def _log_bars(ax, series: dict[str, list[float]]) -> None:
-    """Log scale whose floor sits a decade below the smallest bar, so every bar shows its size."""
+    """Log scale whose floor sits a decade below the smallest bar, so every bar shows its size; a
+    bar of zero energy (a layer a profile does not price) cannot be drawn on it, so it is marked "0"."""
     ax.set_yscale("log")
     positive = [v for vs in series.values() for v in vs if v > 0]
     if positive:
         ax.set_ylim(bottom=10 ** (np.floor(np.log10(min(positive))) - 1))
+    floor = ax.get_ylim()[0]
+    for bar in ax.patches:
+        if bar.get_height() == 0:
+            ax.annotate("0", (bar.get_x() + bar.get_width() / 2, floor), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=6)
+
+
+def layer_label(x: dict) -> str:
+    """A tick label a reader can place: the module path, its neuron kind and size."""
+    return f"{x['name']}\n{x.get('kind', '')} {x['neurons']}".strip()
 
 
 def energy_by_layer(models: list[dict], profiles: list[str], out: Path, estimates: set[str] = frozenset()) -> list[str]:
@@ -150,7 +162,8 @@ def energy_by_layer(models: list[dict], profiles: list[str], out: Path, estimate
     for ax, m in zip(axes[:, 0], models, strict=True):
         names = [x["name"] for x in m["layers"]]
         series = {p: [x["energy_j"][p] * 1e6 / m["samples"] for x in m["layers"]] for p in profiles}
-        _grouped_bars(ax, names, {f"{p} (estimate)" if p in estimates else p: v for p, v in series.items()})
+        _grouped_bars(ax, [layer_label(x) for x in m["layers"]],
+                      {f"{p} (estimate)" if p in estimates else p: v for p, v in series.items()})
         rows += [[m["label"], p, n, v] for p, vs in series.items() for n, v in zip(names, vs, strict=True)]
         ax.set_ylabel("energy per inference (µJ)", fontsize=8 if len(models) > 1 else None)
         _log_bars(ax, series)

@@ -203,10 +203,11 @@ def write(dirs: list[Path], profile_args: list[str], out: Path) -> dict:
     return {"rows": table_rows, "files": files, "profiles": keys}
 
 
+FIGURE_CAPTIONS = {"accuracy_per_step_by_run.pdf": "Accuracy of each time step's output alone, per run.",
+                   "accuracy_vs_timesteps.pdf": "Float and deployed accuracy against the number of time steps T."}
+
+
 def figure_snippet(pdf: str) -> str:
-    """A LaTeX figure environment for one of the PDFs written beside methods.tex."""
-    caption = {"accuracy_per_step_by_run.pdf": "Accuracy of each time step's output alone, per run.",
-               "accuracy_vs_timesteps.pdf": "Float and deployed accuracy against the number of time steps T."}[pdf]
-    lines = [r"\begin{figure}[t]", r"  \centering", rf"  \includegraphics[width=\linewidth]{{{pdf}}}",
-             rf"  \caption{{{caption}}}", rf"  \label{{fig:{pdf[:-4].replace('_', '-')}}}", r"\end{figure}"]
-    return "\n".join(lines)
+    from .tables import latex_figure
+
+    return latex_figure(pdf, FIGURE_CAPTIONS[pdf])

@@ -21,6 +21,13 @@ from ..errors import CheckpointError, ConfigError
 from ..train.checkpoint import read_json
 from . import figures, tables
 
+FIGURE_CAPTIONS = {
+    "firing_rate_by_layer.pdf": "Firing rate per layer (spikes per neuron per step).",
+    "firing_rate_by_step.pdf": "Firing rate per time step (neuron-weighted).",
+    "accuracy_by_step.pdf": "Accuracy of each time step alone and of the mean of steps 1..t, from the simulated readout.",
+    "energy_by_layer.pdf": "Energy per inference of each layer, by hardware profile (log scale; zero marked).",
+    "energy_by_profile.pdf": "Energy per inference by hardware profile (log scale).",
+}
 LAYER_COUNTS = ("spikes", "acs", "macs", "synaptic_events", "neuron_updates", "dense_ops")
 
 
@@ -292,6 +299,7 @@ def _write_files(report: dict, out: Path) -> list[str]:
     figs += figures.accuracy_by_step(models, out) + figures.energy_by_layer(models, profiles, out, estimates)
     figs += figures.energy_by_profile(models, profiles, out, estimates)
     md += [f"![{f}]({f})" for f in figs if f.endswith(".png")]
+    tex += [tables.latex_figure(f, FIGURE_CAPTIONS[f]) for f in figs if f.endswith(".pdf")]
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "report.tex").write_text("\n\n".join(tex) + "\n")
     return files + figs

@@ -141,3 +141,10 @@ def flat_csv(models: list[dict], profiles: list[str]) -> str:
                         x["dense_ops"], x["acs"], x["macs"], x["neuron_updates"], m["samples"], m["timesteps"]]
                        + [x["energy_j"][p] for p in profiles])
     return buf.getvalue()
+
+
+def latex_figure(pdf: str, caption: str) -> str:
+    """A figure environment for a PDF written beside the .tex file (\\input from that directory)."""
+    label = "fig:" + pdf.rsplit(".", 1)[0].replace("_", "-")
+    return "\n".join([r"\begin{figure}[t]", r"  \centering", rf"  \includegraphics[width=\linewidth]{{{pdf}}}",
+                      rf"  \caption{{{_tex_escape(caption)}}}", rf"  \label{{{label}}}", r"\end{figure}"])

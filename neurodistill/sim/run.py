@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..progress import progress as bar
 from ..errors import CheckpointError, ConfigError
 from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
@@ -110,7 +111,7 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
              encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None,
              save_spikes: bool = False, all_steps: bool = False, device: str = "auto",
-             inputs: Path | None = None) -> dict:
+             inputs: Path | None = None, progress: bool = False) -> dict:
     """Run `samples` test samples through the bundle with `backend` and write `out/simulation.json`.
 
     The samples are the first `samples` of the bundle's dataset's test split, or of `inputs` (an
@@ -146,7 +147,7 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
         source = {"split": "test", "dataset": ds["name"]}
     sim, recorded = simulate_samples(bundle, manifest, graph, x, y, backend=backend, batch_size=batch_size,
                                      encoding_once=encoding_once, lava_python=lava_python, save_spikes=save_spikes,
-                                     all_steps=all_steps, device=device)
+                                     all_steps=all_steps, device=device, progress=progress)
     sim.update(source)
     write_simulation(out, sim, graph, recorded if save_spikes else None)
     return sim
@@ -167,7 +168,7 @@ def open_bundle(bundle: Path):
 def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: torch.Tensor | None, *,
                      backend: str = "fxp", batch_size: int = 64, encoding_once: bool = False,
                      lava_python: str | None = None, save_spikes: bool = False, all_steps: bool = False,
-                     device: str = "auto") -> tuple[dict, list]:
+                     device: str = "auto", progress: bool = False) -> tuple[dict, list]:
     """The simulation record of static inputs `x (N, *input_shape)` (labels `y (N,)` or None: no
     accuracy), and the recorded `(spikes, v_readout_steps)` per batch when `save_spikes`."""
     if backend not in BACKENDS:
@@ -179,7 +180,8 @@ def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: to
     dev = resolve_device(device)
     parts, correct, recorded, nb_parts = [], 0, [], []
     alone, running = [0] * T, [0] * T
-    for start in range(0, len(x), batch_size):
+    starts = range(0, len(x), batch_size)
+    for start in bar(starts, len(starts), f"simulate ({backend}, {len(x)} samples)", progress):
         xb = x[start: start + batch_size]
         if backend == "float":
             run = run_float(graph, xb.float().to(dev).unsqueeze(0).expand(T, *xb.shape), record=True)
