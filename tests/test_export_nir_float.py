@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from neurodistill.errors import CheckpointError, ConfigError, UnsupportedLayerError
+from neurodistill.export.nir_consumers import DEFAULT, adapt_for
 from neurodistill.export.nir_float import (
     NIR_FILE,
     READOUT_LOGITS,
@@ -19,7 +20,6 @@ from neurodistill.export.nir_float import (
     to_nir_graph,
     write_nir,
 )
-from neurodistill.export.nir_consumers import DEFAULT, adapt_for
 from neurodistill.export.nir_import import from_nir_to_torch
 from neurodistill.models import create_model
 

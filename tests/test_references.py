@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT = {".py", ".md", ".toml", ".yaml", ".yml", ".txt", ".sh", ".cfg", ".ini", ""}
 TOP = ("docs", "neurodistill", "tests", "benchmarks", "scripts", "hw_profiles", "requirements", "examples", ".ci")
 OUTSIDE = re.compile(r"(?<![\w/.-])(spec/[\w-]+\.md|DESIGN\.md|STYLE\.md|shared/[\w./-]+|\.\./shared)")
-REPO_PATH = re.compile(r"(?<![\w/.-])((?:%s)/[\w./*-]*[\w/*])(#[\w-]+)?" % "|".join(re.escape(t) for t in TOP))
+_TOPS = "|".join(re.escape(t) for t in TOP)
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:" + _TOPS + r")/[\w./*-]*[\w/*])(#[\w-]+)?")
 MD_LINK = re.compile(r"\]\(([^)\s#]*\.md)?(#[\w-]+)?\)")
 OUTPUTS = "benchmarks/results/"
 # Paths that name where something lands outside the source tree, not a file of it.

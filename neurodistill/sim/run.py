@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -20,12 +19,12 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..progress import progress as bar
 from ..errors import CheckpointError, ConfigError
 from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
 from ..export.inspect import check_manifest_graph, read_manifest
 from ..export.loihi2 import encoding_bias, encoding_current
+from ..progress import progress as bar
 from ..report import neurobench
 from ..report.counters import count, merge_counts, windows
 from ..train.checkpoint import atomic_write
