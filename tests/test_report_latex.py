@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
 from .conftest import run_cli
+from .latex import compile_input
 
 PROFILES = ("cmos45-fp32", "cmos45-int8", "loihi", "loihi2", "truenorth", "spinnaker2")
 
@@ -54,18 +52,6 @@ def test_tables_are_well_formed(report_dir):
 
 
 def test_report_compiles_with_pdflatex(report_dir, tmp_path):
-    pdflatex = shutil.which("pdflatex")
-    if pdflatex is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI=true but pdflatex is missing (.ci/run installs texlive-latex-base)")
-        pytest.skip("no TeX engine installed (apt-get install texlive-latex-base texlive-latex-recommended)")
-    for f in report_dir.iterdir():  # the tables and the figures' PDFs it includes
-        shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "paper.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
-                                        "\\begin{document}\n\\input{report.tex}\n\\end{document}\n")
-    res = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout[-3000:]
-    log = (tmp_path / "paper.log").read_text(errors="replace")
+    log = compile_input(report_dir, "report.tex", tmp_path)
     assert (tmp_path / "paper.pdf").stat().st_size > 1000
     assert "Overfull \\hbox" not in log and "Undefined control sequence" not in log

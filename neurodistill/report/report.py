@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -231,23 +228,9 @@ def write(report: dict, out: Path) -> list[str]:
     """Write every report file into a staging directory inside `out`, then move them in: a failure
     leaves `out` as it was. Figures an earlier report left in `out` and this one has not (e.g. no
     accuracy per step) are removed, so the directory never mixes two reports."""
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
-    try:
-        files = _write_files(report, stage)
-        for f in files:
-            os.replace(stage / f, out / f)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    shutil.rmtree(stage, ignore_errors=True)
-    for name in (*figures.ALL_FILES, "neurobench.csv"):
-        if name not in files:
-            (out / name).unlink(missing_ok=True)
-    return files
+    from .staging import write_staged
+
+    return write_staged(out, lambda stage: _write_files(report, stage), (*figures.ALL_FILES, "neurobench.csv"))
 
 
 def _write_files(report: dict, out: Path) -> list[str]:
