@@ -84,3 +84,34 @@ def mismatches(ref: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> di
         g = torch.as_tensor(got[k]).reshape(r.shape).to(r.dtype)
         out[k] = int((g != r).sum())
     return out
+
+
+def cli_export_and_run(tmp_path, consumer: str, run) -> nir.NIRGraph:
+    """Train briefly, `neurodistill export --target nir --for CONSUMER` through the CLI, run the file with
+    `run(graph, x) -> (logits, spikes by node)` on 50 test digits, and assert it equals the float simulation
+    spike for spike. Returns the file's graph for consumer-specific checks."""
+    from click.testing import CliRunner
+
+    from neurodistill.cli import main
+    from neurodistill.data.digits import digits_arrays
+    from neurodistill.train.checkpoint import load_checkpoint
+    from neurodistill.train.loop import model_from_checkpoint
+
+    res = CliRunner().invoke(main, ["train", "--model", "snn_digits", "--epochs", "1", "--limit-train-batches", "2",
+                                    "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    ckpt = tmp_path / "run" / "last.pt"
+    res = CliRunner().invoke(main, ["export", str(ckpt), "--target", "nir", "--for", consumer,
+                                    "--out", str(tmp_path / "nir")])
+    assert res.exit_code == 0, res.output
+    graph = nir.read(tmp_path / "nir" / "network.nir")
+    assert graph.metadata["consumer"] == consumer
+    T = int(graph.metadata["timesteps"])
+    x = digits_arrays()[2][:50].unsqueeze(0).repeat(T, 1, 1, 1, 1)
+    ref_logits, ref = lif_spikes(folded_copy(model_from_checkpoint(load_checkpoint(ckpt), ckpt).eval()), x)
+    assert sum(int(s.sum()) for s in ref.values()) > 0
+    logits, got = run(graph, x)
+    by_node = {n: ref[p] for n, p in graph.metadata["source_modules"].items() if p in ref}
+    assert mismatches(by_node, got) == {k: 0 for k in by_node}
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    return graph

@@ -13,10 +13,9 @@ import torch
 from neurodistill.errors import UnsupportedLayerError
 from neurodistill.export.nir_consumers import adapt_for
 from neurodistill.export.nir_consumers.norse import DT, norse_tau, rewrite
-from neurodistill.export.nir_float import folded_copy, to_nir_graph
+from neurodistill.export.nir_float import to_nir_graph
 
-from .nir_consumer_cases import _case, digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
-from .test_export_nir_float import lif_spikes
+from .nir_consumer_cases import _case, cli_export_and_run, digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
 from .test_nir_consumer_snntorch import if_net, round_trip, tiny_net
 
 
@@ -130,27 +129,5 @@ def test_neurons_norse_cannot_express_are_refused(lif_args, why):
 
 
 def test_cli_export_for_norse_runs_in_norse(tmp_path):
-    from click.testing import CliRunner
-
-    from neurodistill.cli import main
-    from neurodistill.data.digits import digits_arrays
-    from neurodistill.train.checkpoint import load_checkpoint
-    from neurodistill.train.loop import model_from_checkpoint
-
-    run = CliRunner().invoke(main, ["train", "--model", "snn_digits", "--epochs", "1", "--limit-train-batches", "2",
-                                    "--out", str(tmp_path / "run")])
-    assert run.exit_code == 0, run.output
-    ckpt = tmp_path / "run" / "last.pt"
-    res = CliRunner().invoke(main, ["export", str(ckpt), "--target", "nir", "--for", "norse",
-                                    "--out", str(tmp_path / "nir")])
-    assert res.exit_code == 0, res.output
-    graph = nir.read(tmp_path / "nir" / "network.nir")
-    assert graph.metadata["consumer"] == "norse"
-    T = int(graph.metadata["timesteps"])
-    x = digits_arrays()[2][:50].unsqueeze(0).repeat(T, 1, 1, 1, 1)
-    ref_logits, ref = lif_spikes(folded_copy(model_from_checkpoint(load_checkpoint(ckpt), ckpt).eval()), x)
-    assert sum(int(s.sum()) for s in ref.values()) > 0
-    logits, got = run_norse(graph, x)
-    by_node = {n: ref[p] for n, p in graph.metadata["source_modules"].items() if p in ref}
-    assert mismatches(by_node, got) == {k: 0 for k in by_node}
-    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    graph = cli_export_and_run(tmp_path, "norse", run_norse)
+    assert graph.metadata["dt"] == 1e-3  # from_nir's default dt, so from_nir(graph) needs no argument
