@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,6 +105,12 @@ PAIRS = [
 ]
 SEEDS = [0, 1, 2]
 ORDER = ["digits-small", "digits"]  # cheaper protocol first
+# The methods table (`report --table methods`, TSER's Table 4 layout): each method's first-seed run of
+# the digits protocol, exported to Loihi 2 and simulated in fixed point on the whole test split.
+TABLE_PROTOCOL = "digits"
+TABLE_METHODS = ["none", "tet", "kd", "tser", "tssd", "esd", "none-rate"]
+TABLE_PROFILES = ["cmos45-fp32", "cmos45-int8", "loihi", "loihi2"]
+TABLE_DIR = RESULTS / "methods_table"
 
 
 def cli() -> list[str]:
@@ -317,6 +324,41 @@ def markdown(summary: dict, teachers: list[dict], protocols: list[str], methods:
     return "\n".join(out) + "\n"
 
 
+def neurodistill(*args: str) -> None:
+    res = subprocess.run(cli() + list(args), cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"{shown(list(args))} failed:\n{res.stderr[-2000:]}")
+
+
+def methods_table(protocols: list[str], methods: list[str], seeds: list[int], rows: list[dict]) -> dict | None:
+    """Export and simulate (fxp, all 360 test images) each table method's first-seed run, then
+    `neurodistill report --table methods` into benchmarks/results/methods_table/."""
+    if TABLE_PROTOCOL not in protocols:
+        return None
+    seed = seeds[0]
+    ok = {r["method"] for r in rows if r["protocol"] == TABLE_PROTOCOL and r["seed"] == seed and r["status"] == "ok"}
+    chosen = [m for m in TABLE_METHODS if m in methods and m in ok]
+    if not chosen:
+        return None
+    print(f"methods table: {', '.join(chosen)} (seed {seed}): export, simulate, report", flush=True)
+    sims = []
+    for m in chosen:
+        run = run_dir(TABLE_PROTOCOL, m, seed)
+        bundle, sim = run.parent / f"seed{seed}.bundle", run.parent / f"seed{seed}.sim"
+        neurodistill("export", str(run / "last.pt"), "--target", "loihi2", "--out", str(bundle), "--overwrite")
+        if sim.exists():
+            shutil.rmtree(sim)
+        neurodistill("simulate", str(bundle), "--backend", "fxp", "--samples", "360", "--out", str(sim))
+        sims.append(str(sim))
+    if TABLE_DIR.exists():
+        shutil.rmtree(TABLE_DIR)
+    neurodistill("report", *sims, "--table", "methods", *[x for p in TABLE_PROFILES for x in ("--profile", p)],
+                 "--out", str(TABLE_DIR))
+    print((TABLE_DIR / "methods.md").read_text())
+    return {"protocol": TABLE_PROTOCOL, "seed": seed, "methods": chosen, "profiles": TABLE_PROFILES,
+            "checkpoint": "last.pt", "simulation": "fxp, 360 test samples", "dir": str(TABLE_DIR.relative_to(ROOT))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=ORDER)
@@ -328,6 +370,7 @@ def main() -> int:
     ap.add_argument("--poll", type=float, default=180.0, metavar="SECONDS", help="seconds between --wait-esd polls")
     ap.add_argument("--write", action="store_true",
                     help="write the results files for a partial selection too (the full default selection always does)")
+    ap.add_argument("--no-table", action="store_true", help="skip the methods table (export, simulate, report)")
     args = ap.parse_args()
     protocols = [p for p in ORDER if p in args.protocols]
     methods = [m for m in METHODS if m in args.methods]
@@ -374,6 +417,8 @@ def main() -> int:
         if not have:
             print("esd: the CLI has no --method esd; its rows are left empty (run this script again once it has)")
 
+    table = methods_table(protocols, methods, seeds, rows) if not args.no_table else None
+
     wall = time.perf_counter() - t_start
     summary = summarise(rows, protocols, methods, seeds)
     info = machine()
@@ -396,6 +441,7 @@ def main() -> int:
                                   "trained, i.e. the cost of the whole comparison from scratch",
                    "invocation_wall_seconds": round(wall, 1), "waited_for_esd_seconds": round(waited, 1),
                    "sum_of_run_wall_seconds": round(run_wall, 1)}
+        payload["methods_table"] = table
         write_result("compare_methods.json", payload)
         (RESULTS / "compare_methods.md").write_text(md)
         print(f"wrote {RESULTS / 'compare_methods.md'}")
