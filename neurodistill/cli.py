@@ -151,6 +151,9 @@ def _show_progress() -> bool:
 def main(verbose: bool) -> None:
     """neurodistill: distil, export to Loihi 2, simulate and report spiking neural networks."""
     _setup_logging(verbose)
+    from .progress import show
+
+    show(_show_progress())
 
 
 def _with_train_options(fn):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..progress import Stages
 from ..data import DataOptions, load_dataset
 from ..errors import ConfigError, UnsupportedLayerError
 from ..train.checkpoint import load_checkpoint
@@ -155,17 +156,22 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
         raise UnsupportedLayerError(f"NaN or Inf values in {', '.join(bad[:5])}; export needs finite weights")
     t0 = time.perf_counter()
     T = timesteps
+    st = Stages("export loihi2", ["capture", "quantize", "float accuracy", "fixed-point accuracy", "write"])
     graph = capture(model, input_shape, timesteps=T, dt=dt)
+    st.next()
     current = encoding_current(graph, x.numpy())
     reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation, scales)
     resources = map_resources(graph, load_limits(limits), chips)
     require_fit(resources)
 
+    st.next()
     float_logits = run_float(graph, x.float().unsqueeze(0).expand(T, *x.shape))["logits"]
     # the class is the flat index of the readout's largest value: a conv classifier's readout is (K, 1, 1)
     acc_float = float((float_logits.mean(0).flatten(1).argmax(-1) == y).float().mean())
     bias, enc_clip = encoding_bias(graph, current)
+    st.next()
     q = run_fxp(graph, torch.as_tensor(bias), T, record=True)
+    st.next()
     acc_q = float((q["v_readout"].flatten(1).argmax(-1) == y).float().mean())
     dead = [p for p, s in q["spikes"].items() if not s.any()]
     for p in dead:
@@ -201,7 +207,11 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
 
-    return write_dir(out, overwrite, fill)
+    try:
+        return write_dir(out, overwrite, fill)
+    finally:
+        st.next()
+        st.__exit__()
 
 
 def _reset_note(graph, acc_float: float, acc_q: float) -> dict | None:
