@@ -214,3 +214,16 @@ def test_rate_backprop_eligibility_is_the_deployed_neurons_bptt_gradient(name, p
     assert torch.equal(rate, spikes.detach().mean(0))
     assert spikes.detach().any() and x.grad.abs().sum() > 0
     assert torch.allclose(elig, x.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_rate_backprop_gradients_reach_every_parameter(data):
+    """Rate backprop's spike pass runs without grad: the rate pass must still see weights with grad."""
+    from neurodistill.train.rate_bp import rate_step
+
+    model, dep = _setup("residual_pooled", 8, data)
+    x, y = data
+    with dep.active(model):
+        out = rate_step(model, x[:32], T)
+    torch.nn.functional.cross_entropy(out.logits, y[:32]).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, n

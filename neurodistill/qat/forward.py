@@ -86,7 +86,7 @@ class Deployment:
         self.plan = plan
         self.weight_bits = weight_bits
         self.encoding_scale = float(encoding_scale)
-        self._cache: dict | None = None
+        self._cache: dict = {}
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -157,12 +157,14 @@ class Deployment:
         modules = self._modules(model)
         self._live = modules
         saved, modes, recorded = [], [], []
-        self._cache = None
+        self._cache = {}
 
         def get() -> dict:
-            if self._cache is None:
-                self._cache = self.values(model)
-            return self._cache
+            # one set of values per grad mode: rate backprop's spike pass runs without grad, its rate pass with
+            grad = torch.is_grad_enabled()
+            if grad not in self._cache:
+                self._cache[grad] = self.values(model)
+            return self._cache[grad]
 
         try:
             designated = {}
@@ -204,7 +206,7 @@ class Deployment:
                 bn.train(mode)
             for node in recorded:
                 node.__dict__.pop("qat_record", None)
-            self._cache = None
+            self._cache = {}
 
     def _synapse_fn(self, m: nn.Module, t: TermPlan, p: PopPlan, owns_bias: bool, get):
         def forward(x: Tensor) -> Tensor:
