@@ -42,6 +42,10 @@ def setup(device_type: str) -> Dist:
 
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
+        # Every rank arrives before any leaves: a gloo rank that destroys the group while its peer
+        # is still writing the summary can abort at exit ("terminate called without an active
+        # exception", seen once in CI on a loaded 2-core machine).
+        dist.barrier()
         dist.destroy_process_group()
 
 
