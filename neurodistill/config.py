@@ -46,6 +46,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine (per iteration, to 0) | constant
     amp: bool = True  # mixed precision; only ever used on CUDA
     seed: int = 0
+    val_split: float = 0.1  # held out of the training split to select best.pt; 0: select on test (the papers' protocol)
     device: str = "auto"  # auto | cpu | cuda
     backend: str = "auto"  # spikingjelly neuron kernels on CUDA: auto | torch | cuda | triton
     workers: int = 0  # DataLoader worker processes

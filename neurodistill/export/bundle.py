@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..progress import Stages
 from ..data import DataOptions, load_dataset
 from ..errors import ConfigError, UnsupportedLayerError
+from ..progress import Stages
 from ..train.checkpoint import load_checkpoint
 from ..train.loop import model_from_checkpoint
 

@@ -265,6 +265,14 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
     seed_everything(cfg.seed)
     select_backend(cfg.backend)
     train_ds, test_ds, info = load_dataset(cfg.dataset, cfg.data_dir, cfg.data)
+    val_ds = None
+    if cfg.val_split:
+        from dataclasses import replace
+
+        from ..data.split import split
+
+        plain, _, _ = load_dataset(cfg.dataset, cfg.data_dir, replace(cfg.data, augment=False, autoaugment=False, cutout=0))
+        train_ds, val_ds = split(train_ds, plain, cfg.val_split, cfg.seed)
     meta = model_meta(cfg.model, info, cfg)
     model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None).to(device)
     qat.check_deploy(cfg.deploy, spec.spiking, info.frames, cfg.model)
@@ -311,6 +319,10 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
     if d.enabled:
         net = nn.parallel.DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
     test_loader = _loader(test_ds, cfg, d, train=False)
+    val_loader = _loader(val_ds, cfg, d, train=False) if val_ds is not None else None
+    selection = ({"split": "validation", "samples": len(val_ds), "fraction": cfg.val_split, "of": "the training split"}
+                 if val_ds is not None else
+                 {"split": "test", "samples": len(test_ds), "note": "--val-split 0: best.pt chosen on the test split"})
     writer = _tensorboard(out) if cfg.tensorboard and d.main else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -355,6 +367,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         sums = torch.tensor([parts_sum.get(k, 0.0) for k in names] + [correct, seen], dtype=torch.float64)
         sums = distributed.reduce_sum(d, sums)
         test = _evaluate(net, model, dep, test_loader, inputs, device, d)
+        val = _evaluate(net, model, dep, val_loader, inputs, device, d) if val_loader is not None else None
         train_seconds += time.perf_counter() - t0
         n = max(sums[-1].item(), 1.0)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
@@ -363,12 +376,15 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         row |= {f"test_acc_t{p['t']}": p["alone"] for p in test["per_timestep"]}
         if dep:
             row |= {"test_acc_float": test["acc_float"], "test_acc_qat_forward": test["acc_qat_forward"]}
+        if val is not None:
+            row["val_acc"] = val["acc"]
         row["seconds"] = train_seconds
         row["train_batches"], row["train_step_seconds"] = n_batches, step_seconds
         history.append(row)
-        is_best = test["acc"] > best["acc"]
+        chosen = val if val is not None else test  # model selection never looks at test unless asked to
+        is_best = chosen["acc"] > best["acc"]
         if is_best:
-            best = {"acc": test["acc"], "epoch": epoch + 1}
+            best = {"acc": chosen["acc"], "epoch": epoch + 1, "test_acc": test["acc"]}
         log.info("epoch %d/%d  loss %.4f  train_acc %.4f  test_acc %.4f  (%.1fs)", epoch + 1, cfg.epochs,
                  row["train_loss"], row["train_acc"], test["acc"], train_seconds)
         if d.main:
@@ -401,7 +417,10 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "backprop": cfg.backprop,
         "timesteps": inputs.timesteps if spec.spiking else 1, "epochs": cfg.epochs, "seed": cfg.seed,
         "test_acc": final["acc"], "test_acc_per_timestep": final["per_timestep"],
-        "best_test_acc": best["acc"], "best_epoch": best["epoch"],
+        # best.pt: chosen on `selection`; its test accuracy was measured at its epoch, on its weights
+        "best_test_acc": best.get("test_acc", best["acc"]), "best_epoch": best["epoch"],
+        "best_selection_acc": best["acc"], "selection": selection,
+        "val_acc": history[-1].get("val_acc") if history else None,
         "train_seconds": train_seconds, **_per_batch(history, cfg.batch_size),
         "peak_memory_bytes": peak, "peak_memory_kind": peak_kind, "device": str(device), "world_size": d.world, "teacher": cfg.teacher, "method_info": step.info(),
         "checkpoint": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
