@@ -17,8 +17,8 @@ from neurodistill.sim.float_graph import run_float
 SPIKING = [s.name for s in list_models() if s.spiking]
 
 
-def _randomise_bn(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
+def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
             n = m.num_features

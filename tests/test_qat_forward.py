@@ -19,18 +19,9 @@ from neurodistill.qat.deploy import deploy_graph, fxp_accuracy
 from neurodistill.qat.forward import Deployment
 from neurodistill.sim.fxp import run_fxp
 
+from .test_export_capture import _randomise_bn
+
 T = 4
-
-
-def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) * 2 + 1.0)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 0.6 - 0.1)
 
 
 def _lif(**kw):
