@@ -254,9 +254,12 @@ def test_esd_checkpoint_exports_and_simulates_as_the_plain_model(tmp_path):
 
 def test_esd_digits_reaches_the_bar(tmp_path):
     """The demo student's settings (T=4, 30 epochs, lr 0.1) with esd from the CLI: >= 97% on the digits
-    test split (seed 0: 0.9861; about 11 s of training on 2 idle CPU cores)."""
+    test split (seed 0: 0.9861; about 11 s of training on 2 idle CPU cores). The bar was set training
+    on all 1,437 training images: `--val-split 0` keeps that (test_acc is last.pt's, so nothing is
+    selected on test); with 10% held out for validation, seed 0 gives 0.9694."""
     res = CliRunner().invoke(main, ["train", "--model", "snn_digits", "--method", "esd", "--timesteps", "4",
-                                    "--epochs", "30", "--lr", "0.1", "--seed", "0", "--out", str(tmp_path / "r")])
+                                    "--epochs", "30", "--lr", "0.1", "--seed", "0", "--val-split", "0",
+                                    "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["backprop"] == "rate" and summary["test_acc"] >= 0.97, summary["test_acc"]
