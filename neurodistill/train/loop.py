@@ -37,6 +37,7 @@ from ..data import DatasetInfo, load_dataset
 from ..distill import Trainee, build_step, check_backprop, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
 from ..models import create_model, get_spec, select_backend
+from ..progress import progress as progress_bar
 from ..qat import training as qat
 from . import distributed
 from .checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -334,7 +335,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         parts_sum: dict[str, float] = {}  # loss parts x samples; the method decides which parts beyond LOSS_PARTS
         correct = seen = 0
         loader = _loader(train_ds, cfg, d, train=True, epoch=epoch)
-        bar = _progress(loader, batches, f"epoch {epoch + 1}/{cfg.epochs}", progress and d.main)
+        bar = progress_bar(loader, batches, f"epoch {epoch + 1}/{cfg.epochs}", progress and d.main)
         # Training time per batch (TSER's Table 4 column): the optimisation steps alone, data loading
         # included, evaluation and checkpointing excluded. Each step calls .item(), which waits for
         # the device, so wall time here is the device's time too.
@@ -470,14 +471,6 @@ def _yaml(d: dict) -> str:
     import yaml
 
     return yaml.safe_dump(d, sort_keys=False)
-
-
-def _progress(it, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def _tensorboard(out: Path):
