@@ -305,11 +305,7 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
         m = bundle.export_loihi2(ck, dest, calib=calib, weight_bits=weight_bits, timesteps=timesteps, dt=dt,
                                  accept_reset_approximation=accept_reset_approximation, overwrite=overwrite,
                                  chips=chips)
-        click.echo(f"loihi2 bundle in {dest}: {len(m['layers'])} populations, {m['resources']['cores']} cores, "
-                   f"latency {m['latency_steps']} steps; accuracy float {m['accuracy_float']:.4f}, "
-                   f"quantized {m['accuracy_quantized']:.4f} on {m['calibration_samples']} calibration samples of the "
-                   f"{m.get('calibration_split', 'train')} split"
-                   + ("" if m["netx"] is None else f"; no network.net ({m['netx']['reason']})"))
+        click.echo(_loihi2_line(dest, m, "", f"calibration samples of the {m.get('calibration_split', 'train')} split"))
     elif target == "nir":
         m = bundle.export_nir(ck, dest, timesteps=timesteps, dt=dt, consumer=consumer,
                               accept_reset_approximation=accept_reset_approximation, overwrite=overwrite)
@@ -318,6 +314,14 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
     else:
         m = bundle.export_onnx(ck, dest, timesteps=timesteps, overwrite=overwrite)
         click.echo(f"ONNX models in {dest}: {', '.join(sorted(m.get('models', {})))}")
+
+
+def _loihi2_line(dest: Path, m: dict, origin: str, samples: str) -> str:
+    """The one summary line of a loihi2 export: size, latency, accuracies and where they were measured."""
+    return (f"loihi2 bundle in {dest}{origin}: {len(m['layers'])} populations, {m['resources']['cores']} cores, "
+            f"latency {m['latency_steps']} steps; accuracy float {m['accuracy_float']:.4f}, quantized "
+            f"{m['accuracy_quantized']:.4f} on {m['calibration_samples']} {samples}"
+            + ("" if m["netx"] is None else f"; no network.net ({m['netx']['reason']})"))
 
 
 def _calib_count(text: str) -> int:
@@ -346,11 +350,7 @@ def _export_nir_source(src: Path, dest: Path, target: str, calib: str, weight_bi
                                  overwrite=overwrite, chips=chips)
     origin = f"NIR from {m['nir_in']['exporter']} (dt {m['nir_in']['source_dt']:g} s per step)"
     if target == "loihi2":
-        click.echo(f"loihi2 bundle in {dest} from {origin}: {len(m['layers'])} populations, "
-                   f"{m['resources']['cores']} cores, latency {m['latency_steps']} steps; accuracy float "
-                   f"{m['accuracy_float']:.4f}, quantized {m['accuracy_quantized']:.4f} on {m['calibration_samples']} "
-                   f"samples ({m['calibration_split']})"
-                   + ("" if m["netx"] is None else f"; no network.net ({m['netx']['reason']})"))
+        click.echo(_loihi2_line(dest, m, f" from {origin}", f"samples ({m['calibration_split']})"))
     elif target == "nir":
         click.echo(f"canonical NIR graph in {dest}/network.nir from {origin}: {m['nodes']} nodes, T={m['timesteps']}, "
                    f"dt=1 step")

@@ -115,3 +115,15 @@ def cli_export_and_run(tmp_path, consumer: str, run) -> nir.NIRGraph:
     assert mismatches(by_node, got) == {k: 0 for k in by_node}
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
     return graph
+
+
+def refusal(graph: nir.NIRGraph, consumer: str, start: str) -> str:
+    """The one-line UnsupportedLayerError `adapt_for(graph, consumer)` raises; it must begin with `start`."""
+    from neurodistill.errors import UnsupportedLayerError
+    from neurodistill.export.nir_consumers import adapt_for
+
+    with pytest.raises(UnsupportedLayerError) as e:
+        adapt_for(graph, consumer)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(start), msg
+    return msg

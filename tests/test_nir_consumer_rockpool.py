@@ -16,10 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from neurodistill.cli import main
-from neurodistill.errors import UnsupportedLayerError
 from neurodistill.export.nir_consumers import adapt_for
 
-from .nir_consumer_cases import digits_case, residual_case  # noqa: F401 (fixtures)
+from .nir_consumer_cases import digits_case, refusal, residual_case  # noqa: F401 (fixtures)
 
 pytest.importorskip("rockpool")
 
@@ -33,11 +32,7 @@ def _from_nir(graph: nir.NIRGraph):
 
 
 def _refusal(graph: nir.NIRGraph) -> str:
-    with pytest.raises(UnsupportedLayerError) as e:
-        adapt_for(graph, "rockpool")
-    msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("--for rockpool: Rockpool 3.1.0's importer (rockpool.nn.modules.from_nir) cannot run this graph")
-    return msg
+    return refusal(graph, "rockpool", "--for rockpool: Rockpool 3.1.0's importer (rockpool.nn.modules.from_nir) cannot run this graph")
 
 
 def _part(msg: str, fragment: str) -> str:

@@ -18,11 +18,10 @@ import torch
 from click.testing import CliRunner
 
 from neurodistill.cli import main
-from neurodistill.errors import UnsupportedLayerError
 from neurodistill.export.nir_consumers import adapt_for
 from neurodistill.export.nir_consumers.common import nirtorch_load_order
 
-from .nir_consumer_cases import digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
+from .nir_consumer_cases import digits_case, mismatches, refusal, residual_case  # noqa: F401 (fixtures)
 
 sinabs = pytest.importorskip("sinabs")
 sl = pytest.importorskip("sinabs.layers")
@@ -88,11 +87,7 @@ def _in_sinabs_terms(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 
 def _refusal(graph: nir.NIRGraph) -> str:
-    with pytest.raises(UnsupportedLayerError) as e:
-        adapt_for(graph, "sinabs")
-    msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("--for sinabs: sinabs 2.0.3's importer (sinabs.from_nir) cannot run this graph")
-    return msg
+    return refusal(graph, "sinabs", "--for sinabs: sinabs 2.0.3's importer (sinabs.from_nir) cannot run this graph")
 
 
 @pytest.mark.parametrize("case_name", ["digits_case", "residual_case"])
