@@ -4,19 +4,21 @@
 
 Drives the real CLI. Per (protocol, seed), protocols as in compare_methods.py:
 
-1. the float student, `--method none` (compare_methods' own run `runs/compare/PROTOCOL/none/seedS`,
-   reused when it holds exactly that command, else trained here with the same command);
+1. the float student, `--method none` with `--val-split 0.1` (train's default, written out), its
+   `best.pt` chosen on the 10% of the training split it never trained on;
 2. a float fine-tune from it (`--init`, the QAT schedule of FINETUNE without `--deploy`): the
    control that separates QAT's effect from the extra training, and the float step time;
 3. per weight-bit count B: post-training quantization (`export --weight-bits B` of 1.) and QAT
    (`train --init 1. --deploy loihi2 --weight-bits B` with FINETUNE's schedule, then `export`).
 
-Every accuracy is on the whole test split: float ones from `simulate --backend float` of the
-bundle (the trained model's float graph), deployed ones from `simulate --backend fxp`. The QAT
-step's extra time is measured in one process, float and deployed steps interleaved
-(`step_timing`); the runs' own `train_seconds_per_batch` are recorded too. A step whose outputs exist from the same command is skipped, so an
-interrupted benchmark resumes; `--fresh` redoes the selection. Writes benchmarks/results/qat.json
-and qat.md (the table in docs/results.md).
+Every checkpoint deployed is the run's `best.pt`, as a user would deploy it: chosen on validation,
+where a fine-tune's starting point competes as epoch 0 (for QAT that is PTQ itself); `last.pt` of
+QAT is measured too. Every accuracy is on the whole test split: float ones from `simulate --backend
+float` of the bundle (the trained model's float graph), deployed ones from `simulate --backend
+fxp`. The QAT step's extra time is measured in one process, float and deployed steps interleaved
+(`step_timing`); the runs' own `train_seconds_per_batch` are recorded too. A step whose outputs
+exist from the same command is skipped, so an interrupted benchmark resumes; `--fresh` redoes the
+selection. Writes benchmarks/results/qat.json and qat.md (the table in docs/results.md).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_methods import PROTOCOLS, ROOT, cli, git_state, run_dir, student_args, train  # noqa: E402
+from compare_methods import PROTOCOLS, ROOT, cli, git_state  # noqa: E402
 from train_step import RESULTS, machine, write_result  # noqa: E402
 
 RUNS = Path("runs/qat")
 # the fine-tune after the float run, with and without --deploy: (epochs, lr), cosine from lr to 0
 FINETUNE = {"digits": ("10", "0.01"), "digits-small": ("10", "0.02")}
 BITS = [8, 6, 4]
+VAL_SPLIT = "0.1"  # train's default, written out: best.pt of every run is chosen on it
 SEEDS = [0, 1, 2]
 
 
@@ -95,14 +98,18 @@ def deployed(ckpt: Path, where: Path, bits: int | None, fresh: bool, backends=("
     return out
 
 
+def float_args(protocol: str, seed: int, out: Path) -> list[str]:
+    """The float student: compare_methods' `--method none` run with validation spelled out, so that
+    every best.pt here is chosen on images its training never saw."""
+    return ["train", *PROTOCOLS[protocol]["flags"], "--method", "none", "--val-split", VAL_SPLIT, "--seed", str(seed),
+            "--out", str(out), "--overwrite"]
+
+
 def one(protocol: str, seed: int, bits_list: list[int], fresh: bool) -> dict:
-    fl = run_dir(protocol, "none", seed)
-    # compare_methods.py's own run, never retrained here (--fresh redoes only this benchmark's steps)
-    rec = train(student_args(protocol, "none", seed), fl, False, f"{protocol} float seed {seed}")
-    if rec["status"] != "ok":
-        raise SystemExit(f"float run failed: {rec.get('error')}")
     base = RUNS / protocol / f"seed{seed}"
-    init = fl / "last.pt"
+    fl = base / "float"
+    step(float_args(protocol, seed, fl), fl, "bench_train.json", fresh)
+    init = fl / "best.pt"
     ptq = {}
     float_acc = None
     for b in bits_list:
@@ -112,23 +119,30 @@ def one(protocol: str, seed: int, bits_list: list[int], fresh: bool) -> dict:
     ft_dir = base / "float-finetune"
     step(finetune_args(protocol, seed, init, ft_dir, None), ft_dir, "bench_train.json", fresh)
     ft = json.loads((ROOT / ft_dir / "summary.json").read_text())
-    row = {"protocol": protocol, "seed": seed, "float": float_acc, "float_finetune": ft["test_acc"],
+    fl_sum = json.loads((ROOT / fl / "summary.json").read_text())
+    row = {"protocol": protocol, "seed": seed, "float": float_acc, "float_best_epoch": fl_sum["best_epoch"],
+           "float_finetune": ft["best_test_acc"], "float_finetune_best_epoch": ft["best_epoch"],
            "float_step_seconds": ft["train_seconds_per_batch"], "bits": {}}
     for b in bits_list:
         q_dir = base / f"qat-w{b}"
         step(finetune_args(protocol, seed, init, q_dir, b), q_dir, "bench_train.json", fresh)
         s = json.loads((ROOT / q_dir / "summary.json").read_text())
-        r = deployed(q_dir / "last.pt", q_dir, None, fresh)
+        r = deployed(q_dir / "best.pt", q_dir, None, fresh, backends=("fxp", "float"))
+        last = deployed(q_dir / "last.pt", q_dir / "last", None, fresh)
         # the fair control: the same extra training in float, then post-training quantization
-        ft_ptq = deployed(ft_dir / "last.pt", base / f"finetune-ptq-w{b}", b, fresh)["fxp"]
-        row["bits"][b] = {"ptq": ptq[b], "qat": r["fxp"], "qat_reported": s["test_acc"], "finetune_ptq": ft_ptq,
-                          "qat_float": s["deploy"]["test_acc_float"],
+        ft_ptq = deployed(ft_dir / "best.pt", base / f"finetune-ptq-w{b}", b, fresh)["fxp"]
+        row["bits"][b] = {"ptq": ptq[b], "qat": r["fxp"], "qat_reported": s["best_test_acc"],
+                          "qat_best_epoch": s["best_epoch"], "qat_start_val": s["start"]["val_acc"],
+                          "qat_best_val": s["best_selection_acc"],
+                          "qat_last": last["fxp"], "qat_last_reported": s["test_acc"], "finetune_ptq": ft_ptq,
+                          "qat_float": r["float"], "qat_last_float": s["deploy"]["test_acc_float"],
                           "qat_calibration_acc": s["deploy"]["calibration_acc"],
-                          "manifest_accuracy_quantized": r["manifest_accuracy_quantized"],
+                          "manifest_accuracy_quantized": last["manifest_accuracy_quantized"],
                           "qat_step_seconds": s["train_seconds_per_batch"],
                           "step_ratio": s["train_seconds_per_batch"] / ft["train_seconds_per_batch"]}
         print(f"  {protocol} seed {seed} {b}-bit: float {float_acc:.4f}  ptq {ptq[b]:.4f}  qat {r['fxp']:.4f} "
-              f"(reported {s['test_acc']:.4f})  step x{row['bits'][b]['step_ratio']:.2f}", flush=True)
+              f"(best epoch {s['best_epoch']}, reported {s['best_test_acc']:.4f}; last.pt {last['fxp']:.4f})  "
+              f"step x{row['bits'][b]['step_ratio']:.2f}", flush=True)
     return row
 
 
@@ -185,8 +199,9 @@ def table(rows: list[dict], protocol: str, bits_list: list[int], timing: dict) -
         return []
     out = [f"### {protocol} ({len(rs)} seed{'s' if len(rs) > 1 else ''}: {', '.join(str(r['seed']) for r in rs)})", "",
            "| weight bits | float | PTQ (fxp) | QAT (fxp) | QAT's weights in float | QAT − float | QAT − its float | "
-           "QAT − PTQ, worst seed | PTQ loss recovered | float fine-tuned | its PTQ (fxp) | QAT step / float step |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "QAT − PTQ, worst seed | PTQ loss recovered | QAT best epoch, by seed | QAT last.pt (fxp) | "
+           "float fine-tuned | its PTQ (fxp) | QAT step / float step |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b in bits_list:
         got = [r for r in rs if b in r["bits"]]
         if not got:
@@ -199,10 +214,12 @@ def table(rows: list[dict], protocol: str, bits_list: list[int], timing: dict) -
         worst = min(q - p for q, p in zip(qat, ptq, strict=True))
         ratio = timing[(protocol, b)]["ratio"]
         qf = [r["bits"][b]["qat_float"] for r in got]
+        epochs = ", ".join(str(r["bits"][b]["qat_best_epoch"]) for r in got)
         out.append(f"| {b} | {_ms(fl)} | {_ms(ptq)} | {_ms(qat)} | {_ms(qf)} | "
                    f"{100 * (statistics.mean(qat) - statistics.mean(fl)):+.2f} | "
                    f"{100 * (statistics.mean(qat) - statistics.mean(qf)):+.2f} | {100 * worst:+.2f} | "
-                   f"{'-' if rec != rec else f'{100 * rec:.0f}%'} | {_ms([r['float_finetune'] for r in got])} | "
+                   f"{'-' if rec != rec else f'{100 * rec:.0f}%'} | {epochs} | "
+                   f"{_ms([r['bits'][b]['qat_last'] for r in got])} | {_ms([r['float_finetune'] for r in got])} | "
                    f"{_ms([r['bits'][b]['finetune_ptq'] for r in got])} | {ratio:.2f}x |")
     return out + [""]
 
@@ -219,13 +236,17 @@ def main() -> int:
     for seed in a.seeds:  # seed-major: an interrupted run leaves whole seeds of every protocol
         for p in a.protocols:
             rows.append(one(p, seed, a.bits, a.fresh))
-    md = ["Accuracy on the whole digits test split (360 images), in points: float from `simulate --backend float` "
-          "of the float student's bundle, PTQ = `export --weight-bits B` of it, QAT = `train --init FLOAT --deploy "
-          "loihi2 --weight-bits B` with the fine-tune schedule, exported; both deployed numbers from `simulate "
-          "--backend fxp`. \"float fine-tuned\" is the same fine-tune without `--deploy` (the extra training alone) and "
-          "\"its PTQ\" that model exported with `--weight-bits B`: QAT against it isolates what training the deployed "
-          "network adds. PTQ loss recovered = (QAT − PTQ) / (float − PTQ), means over seeds (\"-\" where PTQ lost "
-          "nothing on average). Standard deviations over seeds (n − 1).", ""]
+    md = ["Accuracy on the whole digits test split (360 images), in points. float: `simulate --backend float` of "
+          "the float student's bundle (its best.pt, chosen on a 10% validation split of the training images); PTQ: "
+          "`export --weight-bits B` of it; QAT: `train --init FLOAT --deploy loihi2 --weight-bits B` with the "
+          "fine-tune schedule, its best.pt exported. best.pt is chosen on the validation split, with the starting "
+          "point (deployed, that is PTQ) competing as epoch 0 and winning ties: \"QAT best epoch\" 0 means no QAT "
+          "epoch beat PTQ on validation and the bundle is PTQ's. \"QAT last.pt\" is the last epoch, unselected. "
+          "Both deployed numbers from `simulate --backend fxp`. \"float fine-tuned\" is the same fine-tune without "
+          "`--deploy` (the extra training alone) and \"its PTQ\" that model exported with `--weight-bits B`: QAT "
+          "against it isolates what training the deployed network adds. PTQ loss recovered = (QAT − PTQ) / "
+          "(float − PTQ), means over seeds (\"-\" where PTQ lost nothing on average). Standard deviations over "
+          "seeds (n − 1).", ""]
     timing = {(p, b): step_timing(p, b) for p in a.protocols for b in a.bits}
     for p in a.protocols:
         md += table(rows, p, a.bits, timing)
@@ -235,10 +256,12 @@ def main() -> int:
               "(other work shared the 2 cores).")
     md.append("")
     exact = all(r["bits"][b]["qat"] == r["bits"][b]["qat_reported"]
+                and r["bits"][b]["qat_last"] == r["bits"][b]["qat_last_reported"]
                 and r["bits"][b]["manifest_accuracy_quantized"] == r["bits"][b]["qat_calibration_acc"]
                 for r in rows for b in r["bits"])
-    md.append(f"Every QAT run's reported test accuracy equals `simulate --backend fxp` of its bundle, and its "
-              f"calibration accuracy the manifest's `accuracy_quantized`: {'yes' if exact else 'NO'}.")
+    md.append(f"Every QAT run's reported test accuracy (best.pt's, measured at its epoch, and last.pt's) equals "
+              f"`simulate --backend fxp` of its bundle, and last.pt's calibration accuracy the manifest's "
+              f"`accuracy_quantized`: {'yes' if exact else 'NO'}.")
     text = "\n".join(md) + "\n"
     print(text)
     (RESULTS / "qat.md").write_text(text)

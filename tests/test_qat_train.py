@@ -85,6 +85,30 @@ def test_qat_predictions_equal_the_exported_bundle_in_fxp(qat_run, tmp_path):
     assert bad.exit_code == 2 and "trained for Loihi 2 with 4-bit weights" in bad.output
 
 
+def test_a_finetunes_start_competes_for_best_pt(tmp_path, float_run):
+    """With --init the starting point is epoch 0 of model selection: a QAT run that cannot beat it
+    on validation keeps it, so its best.pt deploys exactly as post-training quantization does."""
+    out = tmp_path / "q"
+    s = train(resolve({**SMALL, "deploy": "loihi2", "init": str(float_run), "lr": 1e-9, "qat": {"weight_bits": 4},
+                       "out": str(out)}, {}))
+    init_summary = json.loads((float_run.parent / "summary.json").read_text())
+    assert s["start"]["test_acc_float"] == init_summary["test_acc"]  # the same weights, measured again
+    assert s["best_epoch"] == 0 and s["best_selection_acc"] == s["start"]["val_acc"]
+    assert s["best_test_acc"] == s["start"]["test_acc"]
+    best, init = load_checkpoint(out / "best.pt"), load_checkpoint(float_run)
+    assert best["epoch"] == 0
+    assert all(torch.equal(best["state_dict"][k], init["state_dict"][k]) for k in init["state_dict"])
+    for src, dst, bits in ((out / "best.pt", "qat", []), (float_run, "ptq", ["--weight-bits", "4"])):
+        res = CliRunner().invoke(main, ["export", str(src), "--target", "loihi2", *bits, "--out", str(tmp_path / dst)])
+        assert res.exit_code == 0, res.output
+    x, _ = dataset_samples("digits", None, {}, 10_000, "test")
+    v_qat = fxp_readout(read_graph(tmp_path / "qat" / "deploy.h5"), x, 4)
+    v_ptq = fxp_readout(read_graph(tmp_path / "ptq" / "deploy.h5"), x, 4)
+    assert torch.equal(v_qat, v_ptq)
+    assert (torch.sum(v_ptq.argmax(-1) == dataset_samples("digits", None, {}, 10_000, "test")[1]).item() / len(x)
+            == s["start"]["test_acc"])
+
+
 class _Killed(BaseException):
     pass
 

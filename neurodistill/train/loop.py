@@ -329,6 +329,36 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         torch.cuda.reset_peak_memory_stats(device)
     warned_negative = False
 
+    def payload(epoch: int, test: dict) -> dict:
+        p = {
+            "model": meta, "state_dict": model.state_dict(), "method": step.checkpoint_entry(cfg.method),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+            "epoch": epoch, "history": history, "best": best, "train_seconds": train_seconds,
+            "test": test, "config": cfg.to_dict(), "start": start,
+            "dataset": {"name": info.name, "num_classes": info.num_classes,
+                        "input_shape": list(info.input_shape), "frames": info.frames},
+        }
+        if dep:
+            p["qat"] = qat.checkpoint_entry(dep, model)
+        return p
+
+    start = ckpt.get("start") if resume else None
+    if cfg.init and not resume:
+        # A fine-tune's starting point competes for best.pt (as epoch 0, winning ties): on the
+        # selection split best.pt is never worse than the --init model, deployed (with --deploy,
+        # that is post-training quantization of it) or float.
+        s_test = _evaluate(net, model, dep, test_loader, inputs, device, d)
+        s_val = _evaluate(net, model, dep, val_loader, inputs, device, d) if val_loader is not None else None
+        chosen = s_val if s_val is not None else s_test
+        best = {"acc": chosen["acc"], "epoch": 0, "test_acc": s_test["acc"]}
+        start = {"init": cfg.init, "test_acc": s_test["acc"], "val_acc": s_val["acc"] if s_val else None}
+        if dep:
+            start["test_acc_float"] = s_test["acc_float"]
+        log.info("start (--init): %s accuracy %.4f, test_acc %.4f", selection["split"], chosen["acc"], s_test["acc"])
+        if d.main:
+            save_checkpoint(out / "best.pt", payload(0, s_test))
+
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         net.train()
@@ -389,20 +419,10 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         log.info("epoch %d/%d  loss %.4f  train_acc %.4f  test_acc %.4f  (%.1fs)", epoch + 1, cfg.epochs,
                  row["train_loss"], row["train_acc"], test["acc"], train_seconds)
         if d.main:
-            payload = {
-                "model": meta, "state_dict": model.state_dict(), "method": step.checkpoint_entry(cfg.method),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "epoch": epoch + 1, "history": history, "best": best, "train_seconds": train_seconds,
-                "test": test, "config": cfg.to_dict(),
-                "dataset": {"name": info.name, "num_classes": info.num_classes,
-                            "input_shape": list(info.input_shape), "frames": info.frames},
-            }
-            if dep:
-                payload["qat"] = qat.checkpoint_entry(dep, model)
-            save_checkpoint(out / "last.pt", payload)
+            saved = payload(epoch + 1, test)
+            save_checkpoint(out / "last.pt", saved)
             if is_best:
-                save_checkpoint(out / "best.pt", payload)
+                save_checkpoint(out / "best.pt", saved)
             _write_csv(out / "metrics.csv", history)
             if writer is not None:
                 for k, v in row.items():
@@ -420,7 +440,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
         "test_acc": final["acc"], "test_acc_per_timestep": final["per_timestep"],
         # best.pt: chosen on `selection`; its test accuracy was measured at its epoch, on its weights
         "best_test_acc": best.get("test_acc", best["acc"]), "best_epoch": best["epoch"],
-        "best_selection_acc": best["acc"], "selection": selection,
+        "best_selection_acc": best["acc"], "selection": selection, "start": start,
         "val_acc": history[-1].get("val_acc") if history else None,
         "train_seconds": train_seconds, **_per_batch(history, cfg.batch_size),
         "peak_memory_bytes": peak, "peak_memory_kind": peak_kind, "device": str(device), "world_size": d.world, "teacher": cfg.teacher, "method_info": step.info(),
