@@ -109,6 +109,55 @@ def test_a_finetunes_start_competes_for_best_pt(tmp_path, float_run):
             == s["start"]["test_acc"])
 
 
+def test_training_from_the_start_learns_batchnorm_statistics():
+    """Without --init the deployed forward updates each BatchNorm's running statistics as float
+    training does: the encoding layer's BatchNorm sees the same images either way, so its
+    statistics after one batch equal torch's own BatchNorm's; a fine-tune keeps them frozen."""
+    import copy
+
+    from neurodistill.models import NeuronConfig, create_model
+
+    torch.manual_seed(0)
+    model = create_model("snn_digits", 10, 1, NeuronConfig()).train()
+    x, _ = dataset_samples("digits", None, {}, 32)
+    xs = x.unsqueeze(0).repeat(4, 1, 1, 1, 1)
+    ref, frozen = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        ref(xs)
+    dep = Deployment.for_model(model, (1, 8, 8), 8, x)
+    enc_bn = dep.plan.terms[dep.plan.encoding.terms[0]].bns[0]
+    later = [t.bns[0] for t in dep.plan.terms.values() if t.bns and not t.host]
+    assert later, "snn_digits has BatchNorm after its on-chip convolutions"
+    dep.learn_bn_stats = True
+    with torch.no_grad(), dep.active(model):
+        model(xs)
+    bn, bn_ref = dict(model.named_modules())[enc_bn], dict(ref.named_modules())[enc_bn]
+    assert torch.allclose(bn.running_mean, bn_ref.running_mean, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(bn.running_var, bn_ref.running_var, rtol=1e-6, atol=1e-7)
+    assert int(bn.num_batches_tracked) == 1
+    modules = dict(model.named_modules())
+    for path in later:  # learned from the deployed spikes
+        assert int(modules[path].num_batches_tracked) == 1 and not torch.all(modules[path].running_var == 1)
+    dep_f = Deployment.for_model(frozen, (1, 8, 8), 8, x)
+    before = {k: v.clone() for k, v in frozen.state_dict().items() if "running" in k}
+    with torch.no_grad(), dep_f.active(frozen):
+        frozen(xs)
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items() if "running" in k)
+
+
+def test_deployed_from_the_start_equals_its_bundle(tmp_path):
+    out = tmp_path / "scratch"
+    s = train(resolve({**SMALL, "epochs": 2, "deploy": "loihi2", "qat": {"weight_bits": 6}, "out": str(out)}, {}))
+    ckpt = load_checkpoint(out / "last.pt")
+    assert any(not torch.all(v == 1) for k, v in ckpt["state_dict"].items() if k.endswith("running_var"))
+    res = CliRunner().invoke(main, ["export", str(out / "last.pt"), "--target", "loihi2", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    x, y = dataset_samples("digits", None, {}, 10_000, "test")
+    deployed = fxp_readout(read_graph(tmp_path / "b" / "deploy.h5"), x, 4).argmax(-1)
+    assert torch.equal(_qat_forward_predictions(out / "last.pt", x, 4), deployed)
+    assert s["test_acc"] == int((deployed == y).sum()) / len(y)
+
+
 class _Killed(BaseException):
     pass
 

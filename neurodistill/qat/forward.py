@@ -7,7 +7,8 @@ network:
 - every conv/linear returns its integer accumulation `Q * x` over the weight grid, divided by
   its population's power-of-two scale `s` (exact in float: integers times a power of two), and
   one of a population's synapse modules adds the population's 13-bit bias mantissa `B / s`;
-  BatchNorm is folded into them with its running statistics (frozen) and runs as identity;
+  BatchNorm is folded into them with its running statistics and runs as identity (the
+  statistics stay frozen in a fine-tune; `learn_bn_stats` updates them as float training would);
   pooling runs as it is (a window's sum is recovered exactly from its mean);
 - the encoding layer computes the host's float64 current and rounds it to the bias mantissa
   with the encoding scale fixed at the start (from calibration samples, as export chooses it);
@@ -86,7 +87,12 @@ class Deployment:
         self.plan = plan
         self.weight_bits = weight_bits
         self.encoding_scale = float(encoding_scale)
+        # False (a fine-tune): BatchNorm's running statistics stay the float model's. True (training
+        # from the start): in training mode each BatchNorm's statistics follow the float output of
+        # its conv/linear on the deployed network's own inputs, as float training would update them.
+        self.learn_bn_stats = False
         self._cache: dict = {}
+        self._bn_training: dict[str, bool] = {}
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -193,6 +199,7 @@ class Deployment:
                     bn = modules[path]
                     if all(bn is not m for m, _ in saved):
                         modes.append((bn, bn.training))
+                        self._bn_training[path] = bn.training
                         bn.eval()  # folded with its running statistics: frozen, as deployed
                         saved.append(_swap(bn, lambda x: x))
             for m in model.modules():
@@ -207,6 +214,7 @@ class Deployment:
             for node in recorded:
                 node.__dict__.pop("qat_record", None)
             self._cache = {}
+            self._bn_training = {}
 
     def _synapse_fn(self, m: nn.Module, t: TermPlan, p: PopPlan, owns_bias: bool, get):
         def forward(x: Tensor) -> Tensor:
@@ -218,6 +226,9 @@ class Deployment:
             vals = get()
             pv = vals["pops"][p.name]
             w = vals["weights"][t.name]
+            if self.learn_bn_stats and t.bns and self._bn_training.get(t.bns[0]):
+                n_feat = 3 if t.kind == "conv" else 1  # the module's own input: (..., C, H, W) or (..., features)
+                self._update_bn_stats(m, t, x.reshape(-1, *x.shape[x.dim() - n_feat:]))
             if t.host:
                 return self._encoding(m, t, p, pv, w, x)
             lead, feat = (x.shape[:-3], x.shape[-3:]) if t.kind == "conv" else (x.shape[:-1], x.shape[-1:])
@@ -244,6 +255,24 @@ class Deployment:
             return out.reshape(*lead, *out.shape[1:]).to(x.dtype)
 
         return forward
+
+    @torch.no_grad()
+    def _update_bn_stats(self, m: nn.Module, t: TermPlan, xs: Tensor) -> None:
+        """The running-statistics update BatchNorm makes in training mode, on the float output of
+        `m` for this input (weights unquantized, as the float model's BatchNorm sees it). Only a
+        BatchNorm right after its conv/linear: through a folded pooling there is no such output."""
+        if len(t.bns) != 1 or t.pool > 1 or t.rep is not None:
+            return
+        bn = self._live[t.bns[0]]
+        if not bn.track_running_stats or bn.running_mean is None:
+            return
+        if t.kind == "conv":
+            y = F.conv2d(xs.to(m.weight.dtype), m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+        else:
+            y = F.linear(xs.to(m.weight.dtype), m.weight, m.bias)
+        bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        F.batch_norm(y, bn.running_mean, bn.running_var, None, None, True, momentum, bn.eps)
 
     def _encoding(self, m: nn.Module, t: TermPlan, p: PopPlan, pv: PopValues, w: Tensor, x: Tensor) -> Tensor:
         # the host's float64 current `bias + conv(x, W)` (export's encoding_current), rounded to the bias mantissa

@@ -87,6 +87,7 @@ def setup(cfg: Any, model: nn.Module, input_shape: tuple[int, ...], entry: dict 
         dep = Deployment.for_model(model, input_shape, cfg.qat.weight_bits, x)
         dep.before = weight_report(dep, model)
     dep.calib_x, dep.calib_y = x, y
+    dep.learn_bn_stats = not cfg.init  # from the start there are no float statistics to keep
     return dep
 
 
