@@ -122,17 +122,6 @@ class CLI(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _refuse_existing(out: Path, marks: tuple[str, ...], what: str, overwrite: bool) -> None:
-    """train's rule: an --out that already holds this stage's output is replaced only
-    with --overwrite (an empty or unrelated existing directory is used as it is)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-    held = [m for m in marks if (out / m).exists()]
-    if held and not overwrite:
-        raise ConfigError(f"--out {str(out)!r} already holds {what} ({held[0]}); pass --overwrite to replace it, "
-                          "or choose another --out")
-
-
 def _nir_consumers() -> list[str]:
     from .export.nir_consumers import names
 
@@ -393,7 +382,9 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
              lava_python: str | None, out: str, overwrite: bool) -> None:
     """Replay a Loihi 2 bundle on test data, or a lava-dl .net file on given inputs: accuracy, spikes,
     synaptic events, ACs and MACs per layer."""
-    _refuse_existing(Path(out), ("simulation.json",), "a simulation", overwrite)
+    from .io.output import check_out
+
+    check_out(Path(out), overwrite, "the simulation")
     src = Path(source)
     if src.is_file():
         from .sim.run_net import simulate_net
@@ -403,7 +394,7 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
         if inputs is None:
             raise ConfigError("simulating a .net file needs --inputs FILE (.npz or .npy); see 'neurodistill simulate -h'")
         sim = simulate_net(src, Path(out), Path(inputs), backend=backend, steps=steps, batch_size=batch_size,
-                           lava_python=lava_python, save_spikes=save_spikes, device=device)
+                           lava_python=lava_python, save_spikes=save_spikes, device=device, overwrite=overwrite)
         acc = f"accuracy {sim['accuracy']:.4f} on" if sim["accuracy"] is not None else "ran"
         click.echo(f"{backend}: {acc} {sim['samples']} samples x {sim['steps_per_sample']} steps; firing rate "
                    f"{sim['firing_rate_neuron_weighted']:.4f} (neuron-weighted); {sim['totals']['synaptic_events']:.3g} "
@@ -416,7 +407,7 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
     sim = run_sim(src, Path(out), backend=backend, samples=samples, batch_size=batch_size,
                   encoding_once=encoding_once, lava_python=lava_python, data_dir=data_dir, save_spikes=save_spikes,
                   all_steps=all_steps, device=device, inputs=None if inputs is None else Path(inputs),
-                  progress=_show_progress())
+                  progress=_show_progress(), overwrite=overwrite)
     where = "test samples" if inputs is None else f"samples of {inputs}"
     if sim["samples"] < samples:
         click.echo(f"note: --samples {samples} asked for; {'the test split' if inputs is None else inputs} has "
@@ -441,19 +432,20 @@ def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], table: str,
 
     With --table methods, SIMDIR may also be a training run directory (summary.json); a
     simulation finds its run through its bundle's manifest."""
+    from .io.output import check_out
     from .report.report import build, read_simulation, write
 
-    _refuse_existing(Path(out), ("methods.json",) if table == "methods" else ("report.json",), "a report", overwrite)
+    check_out(Path(out), overwrite, "the report")
     if table == "methods":
         from .report import methods
 
-        res = methods.write([Path(d) for d in simdirs], list(profile_names), Path(out))
+        res = methods.write([Path(d) for d in simdirs], list(profile_names), Path(out), overwrite=overwrite)
         click.echo(f"methods table in {out}: {len(res['rows'])} runs, {len(res['files'])} files "
                    f"(methods.md, methods.tex, methods.csv, figures); profiles: {', '.join(res['profiles'])}")
         return
 
     rep = build([read_simulation(Path(d)) for d in simdirs], list(profile_names))
-    files = write(rep, Path(out))
+    files = write(rep, Path(out), overwrite=overwrite)
     click.echo(f"report in {out}: {len(files)} files (report.md, report.tex, figures); profiles: {', '.join(rep['profiles'])}")
 
 

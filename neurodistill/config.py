@@ -7,10 +7,11 @@ that name the file, the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import math
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from .distill.esd import ESDConfig
 from .distill.losses import LossConfig
 from .distill.tssd import TssdConfig
 from .errors import ConfigError
+from .io.files import read_text
+from .io.limits import MAX_CLASSES, MAX_SAMPLES, MAX_TIMESTEPS, MAX_WORKERS, check_range
 from .models.neurons import NeuronConfig
 from .qat.training import QatConfig, check_deploy_name
 
@@ -72,6 +75,17 @@ CHOICES = {
     "backprop": BACKPROPS,
 }
 POSITIVE = ("timesteps", "epochs", "batch_size")
+# Integer settings and their allowed range (neurodistill.io.limits: a typo cannot hang the tool or
+# exhaust memory). Keys are dotted config paths.
+INT_RANGES = {
+    "timesteps": (1, MAX_TIMESTEPS), "epochs": (1, 1_000_000), "batch_size": (1, 1_000_000),
+    "workers": (0, MAX_WORKERS), "limit_train_batches": (0, 2**40), "seed": (0, 2**63 - 1),
+    "data.cutout": (0, 100_000), "data.frames": (1, MAX_TIMESTEPS), "data.image_size": (1, 100_000),
+    "data.synthetic_classes": (1, MAX_CLASSES), "data.synthetic_size": (1, MAX_SAMPLES), "data.seed": (0, 2**63 - 1),
+    "tssd.teacher_timesteps": (0, MAX_TIMESTEPS), "qat.calib": (1, MAX_SAMPLES),
+}
+# Elements of one synthetic sample (3 x 4096 x 4096 is far beyond any image a model here takes).
+MAX_SAMPLE_ELEMENTS = 3 * 4096 * 4096
 
 
 def _plain(d: Any) -> Any:
@@ -147,12 +161,10 @@ def build(cls: type, values: dict[str, Any], where: str, prefix: str = "") -> An
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a YAML (.yaml/.yml) or TOML (.toml) file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text()
+    text = read_text(p, "config file", ConfigError)
     try:
         data = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, RecursionError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"config file {str(p)!r} is not valid {'TOML' if p.suffix == '.toml' else 'YAML'}: {first}") from None
     if data is None:
@@ -183,6 +195,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
     for key in POSITIVE:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} is not allowed; it must be >= 1")
+    _check_ranges(cfg, where)
     check_deploy_name(where, cfg.deploy)
     if cfg.lr <= 0:
         raise ConfigError(f"{where}: lr = {cfg.lr} is not allowed; it must be > 0")
@@ -198,5 +211,32 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
     return cfg
 
 
-def defaults_of(cls: type) -> dict[str, Any]:
-    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _floats(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if is_dataclass(v):
+            out += _floats(v, f"{prefix}{f.name}.")
+        elif isinstance(v, float):
+            out.append((prefix + f.name, v))
+    return out
+
+
+def _check_ranges(cfg: TrainConfig, where: str) -> None:
+    for key, (lo, hi) in INT_RANGES.items():
+        check_range(where, key, _get(cfg, key), lo, hi)
+    for key, v in _floats(cfg):
+        if not math.isfinite(v):
+            raise ConfigError(f"{where}: {key} = {v} is not allowed; it must be a finite number")
+    if not 0 <= cfg.val_split < 1:
+        raise ConfigError(f"{where}: val_split = {cfg.val_split} is not allowed; it must be in [0, 1)")
+    shape = cfg.data.synthetic_shape
+    if not shape or any(d < 1 for d in shape) or math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        raise ConfigError(f"{where}: data.synthetic_shape = {list(shape)} is not allowed; every size >= 1 and at most "
+                          f"{MAX_SAMPLE_ELEMENTS:,} elements per sample")

@@ -10,11 +10,11 @@ the demo directory.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from .config import resolve
 from .export.bundle import export_loihi2
+from .io.output import owned_dir
 from .report.report import build, read_simulation, write
 from .sim.run import simulate
 from .train import train
@@ -30,8 +30,13 @@ STUDENT = {"model": "snn_digits", "dataset": "digits", "method": "tser", "timest
 
 
 def run_demo(out: Path, seed: int = 0, progress: bool = False) -> str:
-    if out.exists():
-        shutil.rmtree(out)  # the demo directory is ours: start clean every time
+    """Run every stage into `out`. An earlier demo's files there are replaced; any other non-empty
+    directory is refused (a user's files are never deleted); a failure removes what this run made."""
+    with owned_dir(out, "demo", "the demo", replace_own="demo") as out:
+        return _stages(out, seed, progress)
+
+
+def _stages(out: Path, seed: int, progress: bool) -> str:
     log.info("[1/5] teacher: %s on digits", TEACHER["model"])
     teacher = train(resolve({**TEACHER, "seed": seed, "out": str(out / "teacher")}, {}), progress=progress)
     log.info("[2/5] student: %s, %s, T=%d", STUDENT["model"], STUDENT["method"], STUDENT["timesteps"])

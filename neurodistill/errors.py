@@ -32,8 +32,19 @@ class MethodError(NeurodistillError):
     """An unknown distillation method, or a method used without what it needs."""
 
 
-class CheckpointError(NeurodistillError):
-    """A checkpoint is missing, corrupt, truncated, or does not fit the model it is used for."""
+class InputFileError(NeurodistillError):
+    """A file the user gave cannot be used: missing, not a regular file, too large, not the kind of
+    file expected, or damaged."""
+
+
+class UnsafeFileError(InputFileError):
+    """A file that would make the tool read other files (HDF5 external links, external storage,
+    virtual datasets, filter plugins) or run code (a pickle global outside the allowed ones)."""
+
+
+class CheckpointError(InputFileError):
+    """A checkpoint (or another file of the chain: bundle, NIR graph, simulation) is missing,
+    corrupt, truncated, or does not fit what it is used for."""
 
 
 class UnsupportedLayerError(NeurodistillError):

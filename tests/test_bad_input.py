@@ -147,7 +147,7 @@ def test_manifest_missing_key_in_inspect(bundle, tmp_path):
     (b / "manifest.json").write_text(json.dumps(m))
     assert_user_error(invoke("inspect", b), "manifest.json", "key 'resources.limits' is missing")
     (b / "manifest.json").write_bytes(b"\xff\xfe{}")
-    assert_user_error(invoke("inspect", b), "not valid JSON")
+    assert_user_error(invoke("inspect", b), "manifest.json", "not UTF-8 text")
     (b / "manifest.json").write_text("[1, 2]")
     assert_user_error(invoke("inspect", b), "not a JSON object")
 
@@ -201,7 +201,7 @@ def test_nir_file_errors(bundle, tmp_path):
     bad = tmp_path / "network.nir"
     data = (bundle / "network.nir").read_bytes()
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="cannot be read as a NIR graph"):
+    with pytest.raises(CheckpointError, match="network.nir' cannot be read as HDF5"):
         from_nir_to_torch(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         from_nir_to_torch(tmp_path / "none.nir")

@@ -92,7 +92,7 @@ def test_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"\x00garbage" * 100)
     assert_user_error(invoke("train", "--method", "kd", "--teacher", str(bad), "--out", str(tmp_path / "r")),
-                      str(bad), "corrupt or truncated")
+                      str(bad), "is not a checkpoint (neither a torch zip archive nor a pickle")
 
 
 def test_truncated_checkpoint(tmp_path, digits_teacher):
@@ -100,7 +100,7 @@ def test_truncated_checkpoint(tmp_path, digits_teacher):
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(data[: len(data) // 2])
     assert_user_error(invoke("train", "--method", "tser", "--teacher", str(bad), "--out", str(tmp_path / "r")),
-                      str(bad), "corrupt or truncated")
+                      str(bad), "damaged or truncated (its zip archive is incomplete)")
 
 
 def test_truncated_last_pt_on_resume(tmp_path, spiking_ckpt):
@@ -108,7 +108,9 @@ def test_truncated_last_pt_on_resume(tmp_path, spiking_ckpt):
     run.mkdir()
     data = spiking_ckpt.read_bytes()
     (run / "last.pt").write_bytes(data[: len(data) // 3])
-    assert_user_error(invoke("train", "--resume", "--out", str(run)), "last.pt", "corrupt or truncated")
+    before = sorted(p.name for p in run.iterdir())
+    assert_user_error(invoke("train", "--resume", "--out", str(run)), "last.pt", "damaged or truncated")
+    assert sorted(p.name for p in run.iterdir()) == before  # --resume wrote nothing (no config.yaml)
 
 
 def test_not_a_neurodistill_checkpoint(tmp_path):

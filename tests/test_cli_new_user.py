@@ -26,14 +26,14 @@ def test_simulate_and_report_keep_an_existing_output_unless_overwrite(sim_bundle
     assert invoke("simulate", str(sim_bundle), "--samples", "8", "--out", str(sim)).exit_code == 0
     before = (sim / "simulation.json").read_bytes()
     assert_user_error(invoke("simulate", str(sim_bundle), "--samples", "16", "--out", str(sim)),
-                      "already holds a simulation (simulation.json)", "--overwrite")
+                      "already holds the output of 'neurodistill simulate' (simulation.json)", "--overwrite")
     assert (sim / "simulation.json").read_bytes() == before
     res = invoke("simulate", str(sim_bundle), "--samples", "16", "--out", str(sim), "--overwrite")
     assert res.exit_code == 0 and json.loads((sim / "simulation.json").read_text())["samples"] == 16
     rep = tmp_path / "r"
     assert invoke("report", str(sim), "--profile", "loihi2", "--out", str(rep)).exit_code == 0
     assert_user_error(invoke("report", str(sim), "--profile", "loihi2", "--out", str(rep)),
-                      "already holds a report (report.json)")
+                      "already holds the output of 'neurodistill report'")
     assert invoke("report", str(sim), "--profile", "loihi2", "--out", str(rep), "--overwrite").exit_code == 0
     # an existing directory without a simulation is used as it is (as train treats its --out)
     (tmp_path / "empty").mkdir()

@@ -223,7 +223,7 @@ def test_report_compares_different_networks(sims, tiny_sim, tmp_path):
         want = [(x["name"], x["firing_rate"]) for x in sim["layers"] if x["firing_rate"] is not None]
         assert [(r["layer"], float(r["firing_rate"])) for r in rows if r["model"] == label] == want
     assert (tmp_path / "firing_rate_by_layer.png").stat().st_size > 0
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no staging directory left
 
 
 def test_failed_report_leaves_the_directory_as_it_was(sims, tmp_path, monkeypatch):
@@ -272,6 +272,10 @@ def test_bad_neurobench_block_is_refused_and_a_missing_one_is_left_out(sims, tmp
     (tmp_path / "old" / "simulation.json").write_text(json.dumps(sim))
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "neurobench.csv").write_text("from an earlier report\n")
-    res = invoke("report", tmp_path / "old", "--profile", "loihi2", "--out", tmp_path / "r")
+    (tmp_path / "r" / "notes.txt").write_text("a user's file\n")
+    assert_user_error(invoke("report", tmp_path / "old", "--profile", "loihi2", "--out", tmp_path / "r"),
+                      "is not empty", "--overwrite")
+    res = invoke("report", tmp_path / "old", "--profile", "loihi2", "--out", tmp_path / "r", "--overwrite")
     assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "notes.txt").read_text() == "a user's file\n"  # --overwrite removes only a report's files
     assert not (tmp_path / "r" / "neurobench.csv").exists() and "NeuroBench" not in (tmp_path / "r" / "report.md").read_text()

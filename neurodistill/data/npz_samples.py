@@ -12,28 +12,32 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..io.limits import MAX_SAMPLES
+from ..io.npz import member_names, read_arrays
 
 
 def read_samples(path: Path, input_shape: tuple[int, ...], flag: str,
                  labels_required: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     where = str(path)
     shape = f"(N, {', '.join(map(str, input_shape))})"
-    if path.suffix != ".npz" or not path.is_file():
-        raise DatasetError(f"{flag} {where!r}: give an existing .npz file with 'x' {shape}"
-                           + (" and 'y' (N,)" if labels_required else " and optional labels 'y' (N,)"))
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in (("x", "y") if labels_required else ("x",)) if k not in z.files]
-            if missing:
-                raise DatasetError(f"{where}: needs arrays 'x' {shape}" + (" and 'y' (N,)" if labels_required else "")
-                                   + f"; missing {', '.join(missing)} (it has {', '.join(z.files) or 'none'})")
-            x, y = z["x"], (z["y"] if "y" in z.files else None)
-    except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{where} cannot be read as .npz ({type(e).__name__}: {str(e)[:120]})") from None
-    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape) or len(x) < 1:
+    need = f"give an .npz file with 'x' {shape}" + (" and 'y' (N,)" if labels_required else " and optional labels 'y' (N,)")
+    if path.suffix != ".npz":
+        raise DatasetError(f"{flag} {where!r}: {need}")
+    names = member_names(path, flag)
+    missing = [k for k in (("x", "y") if labels_required else ("x",)) if k not in names]
+    if missing:
+        raise DatasetError(f"{where}: needs arrays 'x' {shape}" + (" and 'y' (N,)" if labels_required else "")
+                           + f"; missing {', '.join(missing)} (it has {', '.join(names) or 'none'})")
+    z = read_arrays(path, flag, names=("x", "y"))
+    x, y = z["x"], z.get("y")
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
         raise DatasetError(f"{where}: 'x' has shape {list(x.shape)}; the graph needs {shape}")
+    if len(x) < 1:
+        raise DatasetError(f"{where}: 'x' holds no samples; it needs N >= 1 samples of shape {shape}")
+    if len(x) > MAX_SAMPLES:
+        raise DatasetError(f"{where}: 'x' holds {len(x):,} samples; at most {MAX_SAMPLES:,} are run")
     if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
         raise DatasetError(f"{where}: 'y' must be integer labels of shape ({len(x)},); it is {y.dtype} {list(y.shape)}")
-    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x) or not np.isfinite(x).all():
         raise DatasetError(f"{where}: 'x' must hold finite numbers")
     return torch.from_numpy(x.astype(np.float32)), None if y is None else torch.from_numpy(y.astype(np.int64))

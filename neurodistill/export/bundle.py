@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -24,8 +22,10 @@ import torch
 from .. import __version__
 from ..data import DataOptions, load_dataset
 from ..errors import ConfigError, UnsupportedLayerError
+from ..io.output import check_out
+from ..io.output import write_dir as io_write_dir
 from ..progress import Stages
-from ..train.checkpoint import load_checkpoint
+from ..train.checkpoint import checkpoint_timesteps, load_checkpoint
 from ..train.loop import model_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -41,26 +41,13 @@ def sha256(path: Path) -> str:
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise ConfigError(f"output directory {str(out)!r} already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {str(out)!r} exists and is not a directory")
+    """The output rule (neurodistill.io.output), checked before any work starts."""
+    check_out(out, overwrite, "the export")
 
 
 def write_dir(out: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
-    """Run `fill(tmpdir)`, then put tmpdir at `out` (replacing it with --overwrite)."""
-    prepare_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        result = fill(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        return result
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Run `fill(stage)`, then put its files at `out` (the tool's own earlier files replaced with --overwrite)."""
+    return io_write_dir(out, overwrite, fill, "export", "the export")
 
 
 def load_model(ckpt_path: Path):
@@ -108,7 +95,7 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
         raise ConfigError(f"{str(ckpt_path)!r} was trained for Loihi 2 with {qat['weight_bits']}-bit weights "
                           f"(--deploy); export it with --weight-bits {qat['weight_bits']} (or leave it out)")
     weight_bits = qat["weight_bits"] if qat else (weight_bits or 8)
-    T = timesteps or int(ckpt.get("config", {}).get("timesteps", 4))
+    T = checkpoint_timesteps(ckpt, str(ckpt_path), timesteps)
     x, y = calibration_data(ckpt, calib)
     cfg = ckpt.get("config", {})
     source = {"source": str(ckpt_path), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],

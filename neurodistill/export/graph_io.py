@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from ..errors import CheckpointError
+from ..io.hdf5 import open_hdf5
 from ..train.checkpoint import atomic_write
 from .graph import INPUT, DeployGraph, Neuron, Population, Synapse
 from .quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, WEIGHT_MIN
@@ -65,7 +66,7 @@ def read_graph(path: str | Path) -> DeployGraph:
     inconsistent is a `CheckpointError` that names the file and the field."""
     where = str(path)
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, "deploy graph") as f:
             graph = _read(f, where)
     except (OSError, RuntimeError) as e:  # h5py: not HDF5, truncated, or damaged metadata or data
         raise CheckpointError(f"{where!r} cannot be read as HDF5 ({' '.join(str(e).split())})") from None

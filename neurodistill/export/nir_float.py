@@ -488,7 +488,7 @@ def export_nir_float(ckpt_path: Path, out_dir: Path, timesteps: int | None, dt: 
 
     consumer = consumer or DEFAULT
     get(consumer)  # an unknown name fails before the checkpoint is read
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import checkpoint_timesteps, load_checkpoint
     from ..train.loop import model_from_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
@@ -501,10 +501,7 @@ def export_nir_float(ckpt_path: Path, out_dir: Path, timesteps: int | None, dt: 
     dataset = ckpt.get("dataset") or {}
     if "input_shape" not in dataset:
         raise CheckpointError(f"checkpoint {str(ckpt_path)!r} has no dataset input_shape; re-create it with 'neurodistill train'")
-    if timesteps is None:
-        timesteps = dataset.get("frames") or (ckpt.get("config") or {}).get("timesteps")
-        if not timesteps:
-            raise CheckpointError(f"checkpoint {str(ckpt_path)!r} records no time-step count; pass timesteps")
+    timesteps = checkpoint_timesteps(ckpt, str(ckpt_path), timesteps)
     model = model_from_checkpoint(ckpt, ckpt_path)
     graph = adapt_for(to_nir_graph(model, tuple(dataset["input_shape"]), int(timesteps), dt, accept_reset_approximation),
                       consumer)

@@ -12,12 +12,14 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import nir
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnsupportedLayerError
+from ..io.hdf5 import open_hdf5
 from .nir_float import _pair, _sj
 
 
@@ -139,14 +141,30 @@ class NIRSpikingModule(nn.Module):
 
 
 def read_nir_file(path: str | Path) -> nir.NIRGraph:
-    """`nir.read`, with a missing, truncated or damaged file as a `CheckpointError` (one line)."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"NIR file {str(path)!r} does not exist")
+    """A NIR graph read as `nir.read` does, from a file checked first (`open_hdf5`: nothing outside it
+    is opened); a missing, damaged or non-NIR file is a `CheckpointError` (one line)."""
+    from nir.serialization import hdf2dict
+
+    where = str(path)
+    with open_hdf5(path, "NIR file") as f:
+        try:
+            if not isinstance(f.get("node"), h5py.Group):
+                raise CheckpointError(f"{where!r} is not a NIR graph (no /node group)")
+            data = hdf2dict(f["node"])
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # damaged data
+            raise CheckpointError(f"{where!r} cannot be read as a NIR graph ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:200]})") from None
+    if "type_check" in data:
+        raise CheckpointError(f"{where!r}: its /node group holds a 'type_check' entry, which NIR files do not have")
     try:
-        return nir.read(path)
-    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:  # h5py and nir's parsing
-        raise CheckpointError(f"{str(path)!r} cannot be read as a NIR graph ({type(e).__name__}: "
-                              f"{' '.join(str(e).split())[:200]})") from None
+        graph = nir.dict2NIRNode({**data, "type_check": True})
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, AssertionError, OverflowError) as e:
+        # nir builds nodes from whatever the file holds; its checks are asserts and constructor errors
+        reason = " ".join(str(e).split())[:200] or "a check in nir failed"
+        raise CheckpointError(f"{where!r} cannot be read as a NIR graph ({type(e).__name__}: {reason})") from None
+    if not isinstance(graph, nir.NIRGraph):
+        raise CheckpointError(f"{where!r} holds a single NIR {type(graph).__name__} node, not a NIR graph")
+    return graph
 
 
 def from_nir_to_torch(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> NIRSpikingModule:

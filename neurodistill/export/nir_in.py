@@ -35,6 +35,7 @@ import nir
 import numpy as np
 
 from ..errors import ConfigError, UnsupportedLayerError
+from ..io.limits import MAX_TIMESTEPS, check_range
 
 # producer -> (seconds per step its exporter assumes, discretization, how it writes tau)
 SOURCES: dict[str, tuple[float | None, str]] = {
@@ -57,6 +58,23 @@ class Translated:
     timesteps: int | None  # the graph's own T (neurodistill files), else None
     dt: float  # seconds per step of the source
     notes: dict[str, str]  # node -> how it was read
+
+
+def _meta_number(meta: dict, key: str) -> float:
+    v = meta[key]
+    v = v.item() if isinstance(v, np.ndarray) and v.size == 1 else v
+    if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not math.isfinite(float(v)) or v <= 0:
+        raise ConfigError(f"the NIR file's metadata {key} = {str(v)[:40]} is not allowed; allowed: a positive number")
+    return float(v)
+
+
+def _meta_int(meta: dict, key: str) -> int:
+    v = meta[key]
+    v = v.item() if isinstance(v, np.ndarray) and v.size == 1 else v
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not math.isfinite(float(v)) \
+            or float(v) != int(v):
+        raise ConfigError(f"the NIR file's metadata {key} = {str(v)[:40]} is not allowed; allowed: an integer")
+    return int(v)
 
 
 def _node_line(name: str, node: Any) -> str:
@@ -228,8 +246,11 @@ def translate(graph: nir.NIRGraph, source: str, dt: float | None = None) -> Tran
         if "dt" not in meta:
             raise ConfigError("this NIR file records no dt in its metadata, so it was not written by neurodistill; "
                               f"say which exporter wrote it: --from {'|'.join(s for s in SOURCES if s != 'neurodistill')}")
-        dt = float(meta["dt"]) if dt is None else dt
-        timesteps = int(meta["timesteps"]) if "timesteps" in meta else None
+        dt = _meta_number(meta, "dt") if dt is None else dt
+        timesteps = None
+        if "timesteps" in meta:
+            timesteps = check_range("the NIR file's metadata", "timesteps", _meta_int(meta, "timesteps"), 1,
+                                    MAX_TIMESTEPS)
     dt = dt if dt is not None else SOURCES[source][0]
     if not (dt > 0 and math.isfinite(dt)):
         raise ConfigError(f"--source-dt {dt} is not allowed; it must be a positive number of seconds")

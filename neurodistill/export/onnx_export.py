@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
-from ..train.checkpoint import atomic_write, load_checkpoint
+from ..train.checkpoint import atomic_write, checkpoint_timesteps, load_checkpoint
 from ..train.loop import model_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -337,19 +337,13 @@ def _load(path: Path) -> dict[str, Any]:
         # torch's weights-only unpickler raises KeyError/IndexError/... on arbitrary bytes,
         # which load_checkpoint does not list; any failure to read the file is the file's fault.
         reason = (str(e).splitlines() or [""])[0][:160] or type(e).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__}: {reason}); re-create it") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or truncated ({type(e).__name__}: {reason}); re-create it") from None
 
 
-def _bundle_timesteps(ckpt: dict[str, Any], timesteps: int | None) -> int:
+def _bundle_timesteps(ckpt: dict[str, Any], timesteps: int | None, where: str = "checkpoint") -> int:
     if timesteps is not None:
         _check_timesteps(timesteps)
-        return timesteps
-    # Event data fixes T to its frame count (as training did); static data uses config timesteps.
-    frames = (ckpt.get("dataset") or {}).get("frames")
-    steps = frames or (ckpt.get("config") or {}).get("timesteps")
-    if not isinstance(steps, int) or steps < 1:
-        raise ConfigError("the checkpoint records no usable timesteps; pass --timesteps T (T >= 1)")
-    return steps
+    return checkpoint_timesteps(ckpt, where, timesteps)
 
 
 def _input_shape(ckpt: dict[str, Any], path: Path) -> tuple[int, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 
@@ -58,7 +59,22 @@ class NeuronConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown neuron setting(s) {unknown}; allowed: {sorted(known)}")
+        for f in fields(cls):
+            if f.name in d and not _of_type(d[f.name], f.default):
+                kind = "true or false" if isinstance(f.default, bool) else "a number" if f.default is None or isinstance(
+                    f.default, float) else "a string"
+                raise ConfigError(f"neuron.{f.name} = {d[f.name]!r} is not allowed; allowed: {kind}")
         return cls(**d)
+
+
+def _of_type(value, default) -> bool:
+    """Whether `value` has the type of the field whose default is `default` (None: an optional number)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if default is None or isinstance(default, float):
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return number or (default is None and value is None)
+    return isinstance(value, type(default))
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

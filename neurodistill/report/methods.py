@@ -174,7 +174,7 @@ def _csv(rows_: list[dict], keys: list[str]) -> str:
     return f.getvalue()
 
 
-def write(dirs: list[Path], profile_args: list[str], out: Path) -> dict:
+def write(dirs: list[Path], profile_args: list[str], out: Path, overwrite: bool = False) -> dict:
     """Read every directory, then write methods.{json,csv,md,tex} and the figures into `out`
     (all or nothing). Returns `{"rows", "files", "profiles"}`."""
     from . import method_figures, tables
@@ -199,7 +199,7 @@ def write(dirs: list[Path], profile_args: list[str], out: Path) -> dict:
         (stage / "methods.tex").write_text("\n\n".join(tex) + "\n")
         return ["methods.json", "methods.csv", "methods.md", "methods.tex", *figs]
 
-    files = write_staged(out, fill, method_figures.ALL_FILES)
+    files = write_staged(out, fill, method_figures.ALL_FILES, overwrite=overwrite)
     return {"rows": table_rows, "files": files, "profiles": keys}
 
 

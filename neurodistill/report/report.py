@@ -224,13 +224,14 @@ def prof_info(profile) -> dict:
     return profile.to_dict()
 
 
-def write(report: dict, out: Path) -> list[str]:
-    """Write every report file into a staging directory inside `out`, then move them in: a failure
-    leaves `out` as it was. Figures an earlier report left in `out` and this one has not (e.g. no
-    accuracy per step) are removed, so the directory never mixes two reports."""
+def write(report: dict, out: Path, overwrite: bool = False) -> list[str]:
+    """Write every report file into a staging directory beside `out`, then move them in: a failure
+    leaves `out` as it was. With `overwrite`, files an earlier report left in `out` and this one has
+    not (e.g. no accuracy per step) are removed, so the directory never mixes two reports."""
     from .staging import write_staged
 
-    return write_staged(out, lambda stage: _write_files(report, stage), (*figures.ALL_FILES, "neurobench.csv"))
+    return write_staged(out, lambda stage: _write_files(report, stage), (*figures.ALL_FILES, "neurobench.csv"),
+                        overwrite=overwrite)
 
 
 def _write_files(report: dict, out: Path) -> list[str]:

@@ -1,33 +1,17 @@
-"""All-or-nothing writing of a report's files into an existing or new directory."""
+"""All-or-nothing writing of a report's files (the output rule of neurodistill.io.output)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..io.output import write_dir
 
-def write_staged(out: Path, fill: Callable[[Path], list[str]], stale: tuple[str, ...] = ()) -> list[str]:
-    """`fill(stage)` writes files into a staging directory inside `out` and returns their names;
-    only then are they moved into `out`, so a failure leaves `out` as it was (and removes it if
-    this call created it). Names in `stale` that this run did not write are removed, so a
-    directory never mixes the files of two reports."""
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
-    try:
-        files = fill(stage)
-        for f in files:
-            os.replace(stage / f, out / f)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    shutil.rmtree(stage, ignore_errors=True)
-    for name in stale:
-        if name not in files:
-            (out / name).unlink(missing_ok=True)
-    return files
+
+def write_staged(out: Path, fill: Callable[[Path], list[str]], stale: tuple[str, ...] = (),
+                 overwrite: bool = False) -> list[str]:
+    """`fill(stage)` writes files into a staging directory and returns their names; only then are
+    they put at `out`, so a failure leaves `out` as it was. The report's own earlier files (`stale`
+    and those its marker lists) that this run did not write are removed, so a directory never mixes
+    the files of two reports; a user's other files stay."""
+    return write_dir(out, overwrite, fill, "report", "the report", owned=stale)

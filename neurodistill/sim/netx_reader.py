@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import CheckpointError, UnsupportedLayerError
 from ..export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+from ..io.hdf5 import open_hdf5
 
 SUPPORTED = ("input", "conv", "dense", "flatten")
 NEURON_TYPES = ("CUBA", "LOIHI")
@@ -319,7 +320,7 @@ def read_netx(path: str | Path) -> DeployGraph:
     """
     where = str(path)
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, "netx network") as f:
             if "layer" not in f or not isinstance(f["layer"], h5py.Group):
                 raise CheckpointError(f"{where}: not a netx network (no /layer group)")
             return _parse(f, where)

@@ -24,10 +24,11 @@ from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
 from ..export.inspect import check_manifest_graph, read_manifest
 from ..export.loihi2 import encoding_bias, encoding_current
+from ..io.limits import MAX_SAMPLES, check_range
+from ..io.output import check_out, write_dir
 from ..progress import progress as bar
 from ..report import neurobench
 from ..report.counters import count, merge_counts, windows
-from ..train.checkpoint import atomic_write
 from .float_graph import run_float
 from .fxp import run_fxp
 from .lava_env import lava_python as checked_lava_python
@@ -36,6 +37,7 @@ from .step_accuracy import summarize as per_step_summary
 
 log = logging.getLogger(__name__)
 BACKENDS = ("fxp", "float", "lava")
+SIM_FILES = ("simulation.json", "spikes.h5")  # what simulate writes
 RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx.py"  # chain bundles: network.net via netx
 GRAPH_RUNNER = RUNNER.with_name("run_graph.py")  # every other graph: Lava processes built from deploy.h5
 
@@ -79,20 +81,22 @@ def count_fields(counts: dict, keys: tuple[str, ...] = LAYER_KEYS) -> dict:
             "totals": counts["totals"], "conventions": dict(counts["conventions"])}
 
 
-def write_simulation(out: Path, sim: dict, graph, recorded: list[tuple[dict, torch.Tensor | None]] | None) -> None:
+def write_simulation(out: Path, sim: dict, graph, recorded: list[tuple[dict, torch.Tensor | None]] | None,
+                     overwrite: bool = False) -> None:
     """`out/simulation.json`, and `spikes.h5` from the `(spikes, v_readout_steps)` of each batch when
-    recorded (--save-spikes); without them an older run's spikes.h5 is removed (it would not
-    belong to this simulation.json)."""
-    out.mkdir(parents=True, exist_ok=True)
-    if recorded:
-        from .spikes_nir import write_spikes
+    recorded (--save-spikes), staged and put in place together (the output rule of
+    neurodistill.io.output); with `overwrite`, an older run's spikes.h5 that this run did not write
+    is removed (it would not belong to this simulation.json)."""
+    def fill(stage: Path) -> None:
+        if recorded:
+            from .spikes_nir import write_spikes
 
-        v = [r[1] for r in recorded]
-        write_spikes(out / "spikes.h5", graph, {k: torch.cat([r[0][k] for r in recorded], 1) for k in recorded[0][0]},
-                     torch.cat(v, 1) if all(x is not None for x in v) else None)
-    else:
-        (out / "spikes.h5").unlink(missing_ok=True)
-    atomic_write(out / "simulation.json", lambda tmp: Path(tmp).write_text(json.dumps(sim, indent=2) + "\n"))
+            v = [r[1] for r in recorded]
+            write_spikes(stage / "spikes.h5", graph, {k: torch.cat([r[0][k] for r in recorded], 1) for k in recorded[0][0]},
+                         torch.cat(v, 1) if all(x is not None for x in v) else None)
+        (stage / "simulation.json").write_text(json.dumps(sim, indent=2) + "\n")
+
+    write_dir(out, overwrite, fill, "simulate", "the simulation", owned=SIM_FILES)
 
 
 def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python: str | None) -> dict:
@@ -110,7 +114,7 @@ def _lava_spikes(bundle: Path, graph, bias: np.ndarray, steps: int, lava_python:
 def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, batch_size: int = 64,
              encoding_once: bool = False, lava_python: str | None = None, data_dir: str | None = None,
              save_spikes: bool = False, all_steps: bool = False, device: str = "auto",
-             inputs: Path | None = None, progress: bool = False) -> dict:
+             inputs: Path | None = None, progress: bool = False, overwrite: bool = False) -> dict:
     """Run `samples` test samples through the bundle with `backend` and write `out/simulation.json`.
 
     The samples are the first `samples` of the bundle's dataset's test split, or of `inputs` (an
@@ -120,10 +124,8 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
     pipeline-fill spikes are counted too (Lava always runs every step). `device`: where fxp and
     float run (`auto`: CUDA when available).
     """
-    if samples < 1:
-        raise ConfigError("--samples must be >= 1")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    check_range("simulate", "--samples", samples, 1, MAX_SAMPLES)
+    check_out(out, overwrite, "the simulation")
     if backend == "lava":
         checked_lava_python(lava_python)  # before any work: a bad interpreter is one line, not a traceback later
     manifest, graph = open_bundle(bundle)
@@ -148,7 +150,7 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
                                      encoding_once=encoding_once, lava_python=lava_python, save_spikes=save_spikes,
                                      all_steps=all_steps, device=device, progress=progress)
     sim.update(source)
-    write_simulation(out, sim, graph, recorded if save_spikes else None)
+    write_simulation(out, sim, graph, recorded if save_spikes else None, overwrite)
     return sim
 
 
@@ -223,7 +225,7 @@ def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: to
 
 def simulate_bundle(bundle: str | Path, x, y=None, *, backend: str = "fxp", out: str | Path | None = None,
                     batch_size: int = 64, encoding_once: bool = False, lava_python: str | None = None,
-                    all_steps: bool = False, device: str = "auto") -> dict:
+                    all_steps: bool = False, device: str = "auto", overwrite: bool = False) -> dict:
     """Simulate a Loihi 2 bundle on your own inputs, from Python (the CLI's `simulate --inputs`).
 
     Shape:
@@ -233,6 +235,8 @@ def simulate_bundle(bundle: str | Path, x, y=None, *, backend: str = "fxp", out:
     metrics); with `out`, also writes `out/simulation.json` for `report`.
     """
     bundle = Path(bundle)
+    if out is not None:
+        check_out(Path(out), overwrite, "the simulation")
     if backend == "lava":
         checked_lava_python(lava_python)
     manifest, graph = open_bundle(bundle)
@@ -248,5 +252,5 @@ def simulate_bundle(bundle: str | Path, x, y=None, *, backend: str = "fxp", out:
                               encoding_once=encoding_once, lava_python=lava_python, all_steps=all_steps, device=device)
     sim.update({"split": "given", "dataset": None, "inputs": "Python arrays"})
     if out is not None:
-        write_simulation(Path(out), sim, graph, None)
+        write_simulation(Path(out), sim, graph, None, overwrite)
     return sim

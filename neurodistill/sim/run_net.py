@@ -15,7 +15,6 @@ after the last step when it never fires, else of its spike counts).
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,10 @@ import torch
 from .. import __version__
 from ..errors import ConfigError, DatasetError
 from ..export.graph import INPUT, DeployGraph
+from ..io.files import input_file
+from ..io.limits import MAX_TIMESTEPS, check_memory, check_range
+from ..io.npz import member_names, read_arrays
+from ..io.output import check_out
 from ..report.counters import count, merge_counts
 from .fxp_spikes import input_mode, run_fxp_spike_input
 from .lava_env import lava_python as checked_lava_python
@@ -45,22 +48,22 @@ def load_inputs(path: Path, graph: DeployGraph, steps: int | None) -> tuple[np.n
     mode = input_mode(graph)
     key = "spikes" if mode == "spikes" else "bias"
     where = str(path)
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if key not in z.files:
-                    raise DatasetError(f"{where}: this network takes {key!r} input (its input is {mode}); "
-                                       f"the file has {', '.join(z.files) or 'no arrays'}")
-                x = z[key]
-                labels = z["labels"] if "labels" in z.files else None
-                if steps is None and "steps" in z.files:
-                    steps = int(z["steps"])
-        elif path.suffix == ".npy":
-            x, labels = np.load(path, allow_pickle=False), None
-        else:
-            raise DatasetError(f"{where}: inputs must be a .npz (with {key!r} and optional 'labels') or a .npy file")
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DatasetError(f"{where}: cannot read it as numpy arrays ({' '.join(str(e).split())})") from None
+    if path.suffix not in (".npz", ".npy"):
+        raise DatasetError(f"{where}: inputs must be a .npz (with {key!r} and optional 'labels') or a .npy file")
+    if path.suffix == ".npz":
+        names = member_names(path, "--inputs")
+        if key not in names:
+            raise DatasetError(f"{where}: this network takes {key!r} input (its input is {mode}); "
+                               f"the file has {', '.join(names) or 'no arrays'}")
+        z = read_arrays(path, "--inputs", names=(key, "labels", "steps"))
+        x, labels = z[key], z.get("labels")
+        if steps is None and "steps" in z:
+            s = z["steps"]
+            if s.size != 1 or not np.issubdtype(s.dtype, np.integer):
+                raise DatasetError(f"{where}: 'steps' must be one integer, got {s.dtype} {list(s.shape)}")
+            steps = int(s.reshape(()))
+    else:
+        x, labels = read_arrays(path, "--inputs", npy_name=key)[key], None
     shape = tuple(graph.input_shape)
     if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_) and not (
             np.issubdtype(x.dtype, np.floating) and np.array_equal(x, np.round(x))):
@@ -82,12 +85,12 @@ def load_inputs(path: Path, graph: DeployGraph, steps: int | None) -> tuple[np.n
             raise DatasetError(f"{where}: bias mantissas must be in [-32767, 32767] (Lava's 16-bit bias_mant)")
         if steps is None:
             raise ConfigError(f"this network takes bias input: give --steps (or 'steps' in {where})")
-    if steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    check_range(where, "steps", int(steps), 1, MAX_TIMESTEPS)
     if len(x) == 0:
         raise DatasetError(f"{where}: no samples")
     if labels is not None and labels.shape != (len(x),):
         raise DatasetError(f"{where}: labels have shape {labels.shape}; expected ({len(x)},)")
+    check_memory(x.size * 8, f"{where}: {key} as 64-bit integers")
     return x.astype(np.int64), int(steps), labels
 
 
@@ -108,14 +111,14 @@ def predict(graph: DeployGraph, run: dict) -> torch.Tensor:
 
 def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps: int | None = None,
                  batch_size: int = 64, lava_python: str | None = None, save_spikes: bool = False,
-                 device: str = "auto") -> dict:
+                 device: str = "auto", overwrite: bool = False) -> dict:
+    check_out(out, overwrite, "the simulation")
     dev = resolve_device(device)
     if backend not in ("fxp", "lava"):
         raise ConfigError(f"--backend {backend!r} is not allowed for a .net file; choose fxp or lava")
     if batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
-    if not inputs.is_file():
-        raise DatasetError(f"--inputs {str(inputs)!r} does not exist")
+    input_file(inputs, "--inputs", DatasetError)
     if backend == "lava":
         checked_lava_python(lava_python)  # before any work: a bad interpreter is one line
     graph = read_netx(net)
@@ -154,5 +157,6 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
                                "dense_ops": sim["conventions"]["dense_ops"] + " (of the file's layers)"})
     if any(s.source == INPUT for s in graph.synapses) and mode == "spikes":
         sim["conventions"]["acs"] += "; the input spikes feed the first layer on chip (ACs, not MACs)"
-    write_simulation(out, sim, graph, [(r["spikes"], r["v_readout_steps"]) for r in recorded] if save_spikes else None)
+    write_simulation(out, sim, graph, [(r["spikes"], r["v_readout_steps"]) for r in recorded] if save_spikes else None,
+                     overwrite)
     return sim

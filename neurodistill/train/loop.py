@@ -36,6 +36,8 @@ from ..config import TrainConfig
 from ..data import DatasetInfo, load_dataset
 from ..distill import Trainee, build_step, check_backprop, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
+from ..io.files import kind_of
+from ..io.output import check_out, remove_own, write_marker
 from ..models import create_model, get_spec, select_backend
 from ..progress import progress as progress_bar
 from ..qat import training as qat
@@ -218,20 +220,40 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
 
 
-def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-    last = out / "last.pt"
-    if resume and not last.is_file():
-        raise CheckpointError(f"--resume: there is no {str(last)!r} to resume from; run without --resume first")
-    if not resume and last.exists() and not overwrite:
+TRAIN_FILES = ("last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json")  # what train writes
+
+
+def check_out_dir(out: Path, resume: bool, overwrite: bool) -> Path:
+    """The run directory after the output rule (neurodistill.io.output), checked with no side
+    effect: --resume needs its last.pt; a new run needs a missing or empty directory, or --overwrite."""
+    if resume:
+        kind = kind_of(out)
+        if kind not in ("missing", "a directory"):
+            raise ConfigError(f"--out {str(out)!r} is {kind}, not a run directory")
+        last = out / "last.pt"
+        if not last.is_file():
+            raise CheckpointError(f"--resume: there is no {str(last)!r} to resume from; run without --resume first")
+        return out.resolve() if out.is_symlink() else out
+    if (out / "last.pt").exists() and not overwrite:
         raise ConfigError(
             f"--out {str(out)!r} already holds a run (last.pt); pass --resume to continue it, "
             "--overwrite to replace it, or choose another --out"
         )
+    return check_out(out, overwrite, "the run")
+
+
+def create_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Make the run directory, once everything the run needs has loaded: with --overwrite the
+    files an earlier run wrote there are removed first (a user's other files stay)."""
+    if not resume:
+        check_out(out, overwrite, "the run")
+        if out.is_dir():
+            remove_own(out, TRAIN_FILES)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):
         stale.unlink()  # left by a process killed while writing; the real file is intact
+    if not resume:
+        write_marker(out, "train", list(TRAIN_FILES))
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
@@ -242,7 +264,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
     if with_teacher and not cfg.teacher:
         raise MethodError(f"method {cfg.method!r} needs --teacher CKPT (an ANN trained with 'neurodistill train --model ann_...')")
     if cfg.teacher and not with_teacher:
-        raise MethodError(f"--teacher is given but method {cfg.method!r} does not use a teacher; use kd or tser")
+        raise MethodError(f"a teacher is given (teacher = {cfg.teacher!r}, from --teacher or the config) but method "
+                          f"{cfg.method!r} does not use one; use kd or tser, or leave the teacher out")
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
     d = distributed.setup(device.type)
@@ -252,17 +275,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
     if d.enabled and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
+    out = check_out_dir(out, resume, overwrite)
     try:
-        if d.main:
-            prepare_out_dir(out, resume, overwrite)
-            atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(_yaml(cfg.to_dict())))
-        distributed.barrier(d)
-        return _train(cfg, spec, out, device, d, resume, progress)
+        return _train(cfg, spec, out, device, d, resume, overwrite, progress)
     finally:
         distributed.teardown(d)
 
 
-def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(cfg, spec, out: Path, device, d, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
     seed_everything(cfg.seed)
     select_backend(cfg.backend)
     train_ds, test_ds, info = load_dataset(cfg.dataset, cfg.data_dir, cfg.data)
@@ -299,22 +319,17 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, progress: bool) -> dic
     start_epoch, history, best, train_seconds = 0, [], {"acc": -1.0, "epoch": 0}, 0.0
     qat_entry = None
     if resume:
-        ckpt = load_checkpoint(out / "last.pt")
-        if ckpt["model"]["name"] != cfg.model:
-            raise CheckpointError(f"--resume: {str(out / 'last.pt')!r} holds {ckpt['model']['name']!r}, not {cfg.model!r}")
-        model.load_state_dict(ckpt["state_dict"])
-        step.load_checkpoint_entry(ckpt.get("method"), f"--resume: {str(out / 'last.pt')!r}")
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt["scaler"]:  # a run saved without AMP (CPU, amp: false) has an empty scaler state
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+        ckpt = _resume(out / "last.pt", cfg, model, step, optimizer, scheduler, scaler)
+        start_epoch, history, best, train_seconds = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["train_seconds"]
         qat_entry = ckpt.get("qat")
-        start_epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
-        train_seconds = ckpt["train_seconds"]
         log.info("resuming %s at epoch %d of %d", out / "last.pt", start_epoch + 1, cfg.epochs)
     # --deploy: the training forward is the exported fixed-point network (neurodistill/qat)
     dep = qat.setup(cfg, model, tuple(info.input_shape), qat_entry) if cfg.deploy else None
+
+    if d.main:  # everything the run needs has loaded: only now is anything written
+        create_out_dir(out, resume, overwrite)
+        atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(_yaml(_run_config(cfg))))
+    distributed.barrier(d)
 
     net: nn.Module = trainee  # net(x, y): the method's step; net(x): the plain model (evaluation)
     if d.enabled:
@@ -476,6 +491,40 @@ def _evaluate(net: nn.Module, model: nn.Module, dep, loader: DataLoader, inputs:
 @contextlib.contextmanager
 def _nothing():
     yield
+
+
+def _resume(last: Path, cfg, model, step, optimizer, scheduler, scaler) -> dict[str, Any]:
+    """Restore a run's state from its last.pt; anything that does not fit is one CheckpointError."""
+    where = f"--resume: {str(last)!r}"
+    ckpt = load_checkpoint(last)
+    if ckpt["model"]["name"] != cfg.model:
+        raise CheckpointError(f"{where} holds {ckpt['model']['name']!r}, not {cfg.model!r}")
+    for key, kind in (("epoch", int), ("history", list), ("best", dict), ("train_seconds", int | float),
+                      ("optimizer", dict), ("scheduler", dict), ("rng", dict)):
+        if not isinstance(ckpt.get(key), kind) or isinstance(ckpt.get(key), bool):
+            raise CheckpointError(f"{where}: entry {key!r} is missing or of the wrong type; the checkpoint is damaged")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        step.load_checkpoint_entry(ckpt.get("method"), where)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):  # a run saved without AMP (CPU, amp: false) has an empty scaler state
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        reason = (lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__)[:200]
+        raise CheckpointError(f"{where} does not fit this run ({reason})") from None
+    return ckpt
+
+
+def _run_config(cfg) -> dict[str, Any]:
+    """The resolved config as config.yaml records it: paths absolute, so --resume works from anywhere."""
+    d = cfg.to_dict()
+    for key in ("teacher", "init", "data_dir", "out"):
+        if d.get(key):
+            d[key] = str(Path(d[key]).absolute())
+    return d
 
 
 def _per_batch(history: list[dict], batch_size: int) -> dict[str, Any]:
