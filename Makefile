@@ -7,6 +7,7 @@
 #   make bench     run the benchmark scripts (tables on stdout, JSON in benchmarks/results/)
 #   make compare   the method comparison of docs/results.md (about 20 minutes on 2 CPU cores)
 #   make lint      ruff
+#   make fuzz      every input kind mutated (>= 500 cases) through the real CLI (docs/design.md)
 
 PYTHON ?= python3
 VENV := .venv
@@ -32,7 +33,7 @@ UV := $(UV_VENV)/bin/uv
 UV_COMPILE = $(UV) pip compile --quiet --no-cache --exclude-newer $(LOCK_DATE) --generate-hashes \
 	--custom-compile-command 'make lock'
 
-.PHONY: demo test lava-env lock lock-check bench compare lint clean
+.PHONY: demo test lava-env lock lock-check bench compare lint fuzz clean
 
 $(VENV)/.installed: $(MAIN_LOCK) pyproject.toml scripts/envlock.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -95,6 +96,9 @@ bench: $(VENV)/.installed
 
 compare: $(VENV)/.installed
 	$(PY) benchmarks/compare_methods.py
+
+fuzz: $(VENV)/.installed
+	$(PY) scripts/fuzz.py --json benchmarks/results/fuzz.json
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check neurodistill tests benchmarks scripts

@@ -251,7 +251,7 @@ def models() -> None:
 @click.argument("ckpt", type=click.Path(exists=True, dir_okay=False))
 @click.option("--target", type=click.Choice(["loihi2", "nir", "onnx"]), default="loihi2", show_default=True,
               help="loihi2: netx + NIR + deploy.h5 bundle; nir: float NIR graph; onnx: ANN teacher and unrolled SNN")
-@click.option("--out", type=click.Path(), required=True, help="output directory (must not exist, unless --overwrite)")
+@click.option("--out", type=click.Path(), required=True, help="output directory (new or empty; an earlier export there is replaced only with --overwrite)")
 @click.option("--calib", default="256", show_default=True,
               help="loihi2: training samples for calibration and accuracy, or (NIR source) an .npz with 'x' (N, *input "
                    "shape) and 'y' (N,)")
@@ -283,6 +283,7 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
         raise ConfigError(f"--timesteps {timesteps} is not allowed; it must be >= 1 (leave it out for the checkpoint's T)")
     if consumer is not None and target != "nir":
         raise ConfigError(f"--for {consumer} is for --target nir (a {target} export has no consumer choice)")
+    _check_export_numbers(timesteps, dt, chips)
     if ck.suffix == ".nir":
         _export_nir_source(ck, dest, target, calib, weight_bits or 8, timesteps, dt, chips, producer, source_dt, consumer,
                            accept_reset_approximation, overwrite)
@@ -305,6 +306,18 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
         click.echo(f"ONNX models in {dest}: {', '.join(sorted(m.get('models', {})))}")
 
 
+def _check_export_numbers(timesteps: int | None, dt: float, chips: int) -> None:
+    import math
+
+    from .io.limits import MAX_TIMESTEPS, check_range
+
+    if timesteps is not None:
+        check_range("--timesteps", "T", timesteps, 1, MAX_TIMESTEPS)
+    if not (math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"--dt {dt} is not allowed; it must be a positive number of seconds per step")
+    check_range("--chips", "chips", chips, 1, 1024)
+
+
 def _loihi2_line(dest: Path, m: dict, origin: str, samples: str) -> str:
     """The one summary line of a loihi2 export: size, latency, accuracies and where they were measured."""
     return (f"loihi2 bundle in {dest}{origin}: {len(m['layers'])} populations, {m['resources']['cores']} cores, "
@@ -314,8 +327,10 @@ def _loihi2_line(dest: Path, m: dict, origin: str, samples: str) -> str:
 
 
 def _calib_count(text: str) -> int:
+    from .io.limits import MAX_SAMPLES, check_range
+
     try:
-        return int(text)
+        return check_range("--calib", "samples", int(text), 1, MAX_SAMPLES)
     except ValueError:
         raise ConfigError(f"--calib {text!r}: a checkpoint calibrates on its own training data; give a sample count "
                           "(an .npz file is for NIR sources)") from None
@@ -375,7 +390,7 @@ def inspect(bundle_dir: str) -> None:
               help="fxp: run every chip step (T + latency) and count pipeline-fill spikes; default: each layer's own "
                    "T-step window (same accuracy and counts, faster)")
 @click.option("--lava-python", type=click.Path(dir_okay=False), default=None, help="Lava interpreter [.venv-lava]")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for simulation.json")
+@click.option("--out", type=click.Path(), required=True, help="directory for simulation.json")
 @click.option("--overwrite", is_flag=True, help="replace the simulation an existing --out holds")
 def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir: str | None, encoding_once: bool,
              inputs: str | None, steps: int | None, save_spikes: bool, device: str, all_steps: bool,
@@ -425,7 +440,7 @@ def simulate(source: str, backend: str, samples: int, batch_size: int, data_dir:
 @click.option("--table", "table", type=click.Choice(["models", "methods"]), default="models", show_default=True,
               help="models: the full report of simulations; methods: one row per training run (run or simulation "
                    "directories): accuracy float/deployed/per step, OPs, ACs, MACs, energy, train time per batch, FR")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="report directory")
+@click.option("--out", type=click.Path(), required=True, help="report directory")
 @click.option("--overwrite", is_flag=True, help="replace the report an existing --out holds")
 def report(simdirs: tuple[str, ...], profile_names: tuple[str, ...], table: str, out: str, overwrite: bool) -> None:
     """Price simulations with hardware profiles; write JSON, CSV, Markdown, LaTeX and figures.
@@ -472,7 +487,7 @@ def profiles_show(name: str) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo directory")
+@click.option("--out", type=click.Path(), default="runs/demo", show_default=True, help="demo directory")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")
 def demo(out: str, seed: int) -> None:
     """The whole chain on the built-in digits dataset, no download.

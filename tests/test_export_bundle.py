@@ -61,7 +61,10 @@ def test_manifest_has_what_design_promises(bundle, student):
         assert set(layer["clipped_fraction"]) == {"weights", "bias"}
     assert [layer["cores"] for layer in m["resources"]["layers"]] == [1, 1, 1] and m["resources"]["fits"]
     assert 0 <= m["accuracy_float"] <= 1 and m["calibration_samples"] == 360
-    assert sorted(p.name for p in bundle.iterdir()) == ["deploy.h5", "manifest.json", "network.net", "network.nir"]
+    files = ["deploy.h5", "manifest.json", "network.net", "network.nir"]
+    assert sorted(p.name for p in bundle.iterdir()) == [".neurodistill", *files]
+    assert json.loads((bundle / ".neurodistill").read_text()) == {"written_by": "neurodistill", "command": "export",
+                                                                 "files": files}
 
 
 def recompute_accuracies(bundle: Path, ckpt_path: Path) -> dict:
@@ -246,8 +249,13 @@ def test_not_a_neurodistill_checkpoint(tmp_path):
 def test_existing_output_directory(tmp_path, student):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "keep.txt").write_text("mine")
-    assert_user_error(invoke("export", student, "--out", tmp_path / "b"), "already exists", "--overwrite")
+    assert_user_error(invoke("export", student, "--out", tmp_path / "b"), "is not empty", "keep.txt", "--overwrite")
     assert (tmp_path / "b" / "keep.txt").read_text() == "mine"
+    res = invoke("export", student, "--out", tmp_path / "b", "--overwrite")  # written beside the user's file
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "keep.txt").read_text() == "mine" and (tmp_path / "b" / "deploy.h5").is_file()
+    assert_user_error(invoke("export", student, "--out", tmp_path / "b"), "already holds the output of 'neurodistill "
+                      "export'", "--overwrite")
 
 
 def test_ann_is_refused_for_loihi2(tmp_path, digits_teacher):

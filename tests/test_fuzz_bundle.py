@@ -675,9 +675,9 @@ def test_pristine_tiny_bundle_is_valid(tiny_bundle, tmp_path):
     shutil.copytree(tiny_bundle, b)
     outputs: dict = {}
     for name in FILES:
-        res = consume(b, name, tmp_path / "o", outputs)
+        res = consume(b, name, tmp_path / f"o-{name}", outputs)
         assert set(res.values()) == {"ok"}, (name, res)
-    sim = json.loads((tmp_path / "o" / "simulation.json").read_text())
+    sim = json.loads((tmp_path / "o-deploy.h5" / "simulation.json").read_text())
     assert sum(x["spikes"] for x in sim["layers"]) > 0
     # the oracle's outputs mean something: the netx run and the NIR import spike and vary with the input
     netx_spikes = {k: int(v.sum()) for k, v in outputs["read_netx"].items() if k.startswith("spikes/")}

@@ -112,7 +112,7 @@ def test_net_file_lava_backend_equals_fxp(inputs, tmp_path, lava_py):
     (["tiny.net", "oxford.npy"], "needs (samples, 3, 16, 16)"),
     (["tiny.net", None], "needs --inputs"),
     (["tiny.net", "missing.npz"], "does not exist"),
-    (["tiny.net", "garbage.npz"], "cannot read it as numpy arrays"),
+    (["tiny.net", "garbage.npz"], "is not an .npz archive"),
 ])
 def test_net_file_bad_inputs_one_line(inputs, tmp_path, args, message):
     d, _, _ = inputs

@@ -17,7 +17,9 @@ from ..io.npz import member_names, read_arrays
 
 
 def read_samples(path: Path, input_shape: tuple[int, ...], flag: str,
-                 labels_required: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 labels_required: bool = True, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`x` as float32 and `y` as int64 (None when absent and not required); with `limit`, only the
+    first `limit` samples are read from the file."""
     where = str(path)
     shape = f"(N, {', '.join(map(str, input_shape))})"
     need = f"give an .npz file with 'x' {shape}" + (" and 'y' (N,)" if labels_required else " and optional labels 'y' (N,)")
@@ -28,7 +30,7 @@ def read_samples(path: Path, input_shape: tuple[int, ...], flag: str,
     if missing:
         raise DatasetError(f"{where}: needs arrays 'x' {shape}" + (" and 'y' (N,)" if labels_required else "")
                            + f"; missing {', '.join(missing)} (it has {', '.join(names) or 'none'})")
-    z = read_arrays(path, flag, names=("x", "y"))
+    z = read_arrays(path, flag, names=("x", "y"), rows=limit)
     x, y = z["x"], z.get("y")
     if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
         raise DatasetError(f"{where}: 'x' has shape {list(x.shape)}; the graph needs {shape}")
@@ -36,6 +38,8 @@ def read_samples(path: Path, input_shape: tuple[int, ...], flag: str,
         raise DatasetError(f"{where}: 'x' holds no samples; it needs N >= 1 samples of shape {shape}")
     if len(x) > MAX_SAMPLES:
         raise DatasetError(f"{where}: 'x' holds {len(x):,} samples; at most {MAX_SAMPLES:,} are run")
+    if y is not None and limit is not None and len(y) > len(x):
+        y = y[: len(x)]
     if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
         raise DatasetError(f"{where}: 'y' must be integer labels of shape ({len(x)},); it is {y.dtype} {list(y.shape)}")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x) or not np.isfinite(x).all():

@@ -7,7 +7,6 @@ nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ import torch
 from .. import __version__
 from ..data import DataOptions, load_dataset
 from ..errors import ConfigError, UnsupportedLayerError
+from ..io.files import file_sha256
 from ..io.output import check_out
 from ..io.output import write_dir as io_write_dir
 from ..progress import Stages
@@ -32,12 +32,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = file_sha256  # its old name here
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -98,7 +93,7 @@ def export_loihi2(ckpt_path: Path, out: Path, *, calib: int = 256, weight_bits: 
     T = checkpoint_timesteps(ckpt, str(ckpt_path), timesteps)
     x, y = calibration_data(ckpt, calib)
     cfg = ckpt.get("config", {})
-    source = {"source": str(ckpt_path), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],
+    source = {"source": str(Path(ckpt_path).absolute()), "source_sha256": sha256(ckpt_path), "model": ckpt["model"]["name"],
               "calibration_split": "train",
               "dataset": {"name": cfg.get("dataset", "digits"), "data_dir": cfg.get("data_dir"), "data": cfg.get("data", {}),
                           "num_classes": ckpt["model"]["num_classes"]}}
@@ -239,7 +234,7 @@ def export_nir(ckpt_path: Path, out: Path, *, timesteps: int | None, dt: float =
         info = export_nir_float(ckpt_path, tmp, timesteps, dt, accept_reset_approximation=accept_reset_approximation,
                                 consumer=consumer)
         manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "nir",
-                    "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), **_plain(info),
+                    "source": str(Path(ckpt_path).absolute()), "source_sha256": sha256(ckpt_path), **_plain(info),
                     "files": {"nir": "network.nir", "manifest": "manifest.json"}}
         manifest["path"] = "network.nir"
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -254,7 +249,7 @@ def export_onnx(ckpt_path: Path, out: Path, *, timesteps: int | None, overwrite:
     def fill(tmp: Path) -> dict:
         info = _plain(export_onnx_bundle(ckpt_path, tmp, timesteps))
         manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "onnx",
-                    "source": str(ckpt_path), "source_sha256": sha256(ckpt_path), **info}
+                    "source": str(Path(ckpt_path).absolute()), "source_sha256": sha256(ckpt_path), **info}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest
 
@@ -329,7 +324,7 @@ def export_nir_source(nir_path: Path, out: Path, *, target: str, source: str, so
     else:
         raise ConfigError(f"the NIR graph takes inputs of shape {list(shape)}, which no built-in dataset has (digits: "
                           f"[1, 8, 8]); give --calib FILE.npz with 'x' (N, {', '.join(map(str, shape))}) and 'y' (N,)")
-    info = {"source": str(nir_path), "source_sha256": sha256(nir_path), "model": f"NIR from {source}",
+    info = {"source": str(Path(nir_path).absolute()), "source_sha256": sha256(nir_path), "model": f"NIR from {source}",
             "calibration_split": split, "nir_in": nir_in}
     if shape == DIGITS_SHAPE:  # what `simulate BUNDLE` runs on
         info["dataset"] = {"name": "digits", "data_dir": None, "data": {}, "num_classes": 10}
@@ -349,7 +344,7 @@ def _nir_source_as_nir(nir_path: Path, out: Path, tr, T: int, overwrite: bool, n
     def fill(tmp: Path) -> dict:
         write_nir(graph, tmp / NIR_FILE)
         manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "nir",
-                    "source": str(nir_path), "source_sha256": sha256(nir_path), "path": NIR_FILE,
+                    "source": str(Path(nir_path).absolute()), "source_sha256": sha256(nir_path), "path": NIR_FILE,
                     "nodes": len(graph.nodes), "edges": len(graph.edges), "dt": 1.0, "time_unit": "step",
                     "timesteps": T, "consumer": "spikingjelly", "consumer_conventions": "canonical (dt = 1 step)",
                     "nir_in": nir_in, "files": {"nir": NIR_FILE, "manifest": "manifest.json"}}
@@ -378,7 +373,7 @@ def _nir_source_as_onnx(nir_path: Path, out: Path, model, tr, T: int, overwrite:
     def fill(tmp: Path) -> dict:
         info = export_onnx(_StepGraph(model.graph_module), tmp / "snn.onnx", tr.input_shape, T)
         manifest = {"format_version": FORMAT_VERSION, "neurodistill_version": __version__, "target": "onnx",
-                    "source": str(nir_path), "source_sha256": sha256(nir_path), "nir_in": nir_in,
+                    "source": str(Path(nir_path).absolute()), "source_sha256": sha256(nir_path), "nir_in": nir_in,
                     "models": {"snn": _plain(info)}, "files": {"snn": "snn.onnx", "manifest": "manifest.json"}}
         (tmp / "manifest.json").write_text(json.dumps(_plain(manifest), indent=2) + "\n")
         return manifest

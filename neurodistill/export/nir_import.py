@@ -8,6 +8,7 @@ nirtorch 2.6's default Affine import drops the bias, so the node map is written 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -66,8 +67,8 @@ class _NodeMap:
             raise UnsupportedLayerError(f"Conv2d padding {n.padding!r} is not imported; give numbers")
         c_out, c_in_g, kh, kw = n.weight.shape
         m = layer.Conv2d(
-            c_in_g * int(n.groups), c_out, (kh, kw), stride=_pair(n.stride), padding=_pair(n.padding),
-            dilation=_pair(n.dilation), groups=int(n.groups), bias=True, step_mode="m",
+            c_in_g * _one(n.groups), c_out, (kh, kw), stride=_pair(n.stride), padding=_pair(n.padding),
+            dilation=_pair(n.dilation), groups=_one(n.groups), bias=True, step_mode="m",
         )
         m.weight.data = torch.from_numpy(np.array(n.weight))
         m.bias.data = torch.from_numpy(np.array(n.bias))
@@ -164,7 +165,62 @@ def read_nir_file(path: str | Path) -> nir.NIRGraph:
         raise CheckpointError(f"{where!r} cannot be read as a NIR graph ({type(e).__name__}: {reason})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise CheckpointError(f"{where!r} holds a single NIR {type(graph).__name__} node, not a NIR graph")
+    check_fields(graph, where)
     return graph
+
+
+def _one(v) -> int:
+    """One integer from a NIR field that may be stored as a scalar or a one-element array."""
+    return int(np.asarray(v).reshape(-1)[0])
+
+
+# Per node type: fields that are counts (integers >= the bound, one per spatial axis) and the
+# number of dimensions of each weight. Anything else numeric must be finite numbers.
+_COUNTS = {"stride": 1, "dilation": 1, "kernel_size": 1, "padding": 0, "groups": 1, "start_dim": None, "end_dim": None}
+_NDIM = {("Conv2d", "weight"): 4, ("Conv1d", "weight"): 3, ("Affine", "weight"): 2, ("Linear", "weight"): 2,
+         ("Affine", "bias"): 1}
+MAX_NODES = 100_000
+
+
+def check_fields(graph: nir.NIRGraph, where: str, depth: int = 0) -> None:
+    """Every node's parameters of a type and range its importers can use: numbers, finite, weights
+    of their rank, strides and kernel sizes >= 1, paddings >= 0, one integer of groups. A foreign
+    file gets one line naming the node and field instead of an error deep inside an importer."""
+    if len(graph.nodes) > MAX_NODES or depth > 8:
+        raise CheckpointError(f"{where!r}: the NIR graph has more than {MAX_NODES:,} nodes or 8 levels of nesting")
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            check_fields(node, where, depth + 1)
+            continue
+        kind = type(node).__name__
+        for f in dataclasses.fields(node):
+            if f.name in ("input_type", "output_type", "metadata"):
+                continue
+            value = getattr(node, f.name)
+            if value is None or (f.name == "padding" and isinstance(value, str)):
+                continue
+            field = f"NIR node {name!r} ({kind}): {f.name}"
+            try:
+                a = np.asarray(value)
+            except (ValueError, TypeError):
+                raise CheckpointError(f"{where!r}: {field} is not an array of numbers") from None
+            if a.dtype.kind not in "biuf":
+                raise CheckpointError(f"{where!r}: {field} holds {a.dtype} values; allowed: numbers")
+            if not np.isfinite(a).all():
+                raise CheckpointError(f"{where!r}: {field} holds NaN or infinite values; allowed: finite numbers")
+            if f.name in _COUNTS:
+                lo = _COUNTS[f.name]
+                bad = (a != np.round(a)).any() or (lo is not None and (a < lo).any()) or a.size > 3
+                if f.name == "groups":
+                    bad = bad or a.size != 1
+                if bad:
+                    allowed = f"integers >= {lo}" if lo is not None else "integers"
+                    raise CheckpointError(f"{where!r}: {field} = {a.tolist()} is not allowed; allowed: "
+                                          f"{'one integer >= 1' if f.name == 'groups' else allowed}")
+            want = _NDIM.get((kind, f.name))
+            if want is not None and a.ndim != want:
+                raise CheckpointError(f"{where!r}: {field} has {a.ndim} dimensions {list(a.shape)}; a {kind} "
+                                      f"{f.name} has {want}")
 
 
 def from_nir_to_torch(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> NIRSpikingModule:

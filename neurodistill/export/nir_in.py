@@ -123,6 +123,8 @@ class _Reader:
 
     def step(self, name: str, node: Any, tau: float, r: float) -> tuple[float, float]:
         """(a, g) of the per-step update v <- a*v + g*I + (1 - a)*v_leak."""
+        if not (math.isfinite(tau) and tau > 0):
+            raise UnsupportedLayerError(f"{_node_line(name, node)}: tau = {tau:g} is not a positive finite time constant")
         if self.source == "norse":
             tau = tau / self.dt  # norse/norse#411: its exporter writes dt/tau_mem_inv
         x = self.dt / tau
@@ -226,7 +228,7 @@ def _conv_readout_as_affine(nodes: dict[str, Any], edges: list[tuple[str, str]])
             continue
         shape = np.asarray(conv.input_type.get("input", ()), dtype=np.int64).reshape(-1)
         w = np.asarray(conv.weight)
-        if len(shape) != 3 or int(conv.groups) != 1 or tuple(shape[1:]) != w.shape[2:] or np.any(conv.padding):
+        if len(shape) != 3 or int(np.asarray(conv.groups).reshape(-1)[0]) != 1 or tuple(shape[1:]) != w.shape[2:] or np.any(conv.padding):
             continue
         flat = f"{name}_flatten"
         nodes[flat] = nir.Flatten(input_type={"input": shape}, start_dim=0, end_dim=-1)

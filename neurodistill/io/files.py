@@ -81,3 +81,14 @@ def read_json(path: str | Path, what: str, error: type[NeurodistillError] = Inpu
     except (ValueError, RecursionError) as e:
         reason = " ".join(str(e).split())[:120] if not isinstance(e, RecursionError) else "nested too deeply"
         raise error(f"{what} {str(path)!r} is not valid JSON ({reason})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in chunks (a checkpoint or a .net file may be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -54,6 +54,8 @@ def check_objects(f: h5py.File, where: str, max_dataset_bytes: int = MAX_ARRAY_B
                 raise UnsafeFileError(f"{where!r}: {child} is an HDF5 soft link (to {link.path!r}); refused: the "
                                       "files neurodistill reads hold plain groups and datasets only")
             obj = group.get(name)
+            if obj is None:  # a hard link to an object whose header is damaged
+                raise InputFileError(f"{where!r}: object {child} cannot be read (damaged object header)")
             count += 1
             if count > MAX_OBJECTS:
                 raise InputFileError(f"{where!r} holds more than {MAX_OBJECTS:,} objects")

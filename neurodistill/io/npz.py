@@ -4,11 +4,13 @@ np.load alone trusts the file: a header may claim a shape of 10^12 elements (all
 byte is read), a member may be a deflate bomb, a random file may be taken for a pickle. Here each
 member's header is read first; object dtypes are refused (they would need a pickle), and the
 claimed size is bounded by `MAX_ARRAY_BYTES` and by the memory this machine has available.
-Reading then takes exactly the header's byte count from the (possibly compressed) member.
+Reading then takes exactly the header's byte count from the (possibly compressed) member, or
+only the rows a command uses.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -38,35 +40,53 @@ def _header(fh, where: str, name: str, error: type[InputFileError]) -> tuple[tup
 
 
 def _checked_size(shape: tuple[int, ...], dtype: np.dtype, where: str, name: str, max_bytes: int,
-                  error: type[InputFileError]) -> None:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    nbytes = n * dtype.itemsize
+                  error: type[InputFileError]) -> int:
+    """The bytes the array's header claims; refused over `max_bytes` or 80% of the available memory."""
+    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
     if nbytes > max_bytes:
         raise error(f"{where}: array {name!r} has shape {list(shape)} of {dtype} ({nbytes:,} bytes); at most "
                     f"{max_bytes:,} bytes are read per array")
     check_memory(nbytes, f"{where}: array {name!r} ({list(shape)} of {dtype})", error)
+    return nbytes
+
+
+def _read_body(fh, shape: tuple[int, ...], dtype: np.dtype, fortran: bool, rows: int | None, where: str, name: str,
+               max_bytes: int, error: type[InputFileError]) -> np.ndarray:
+    """The array whose header `fh` has just passed: exactly the bytes the header claims (only the
+    first `rows` rows of a C-order array when `rows` is given), read into one buffer."""
+    if rows is not None and shape and not fortran and rows < shape[0]:
+        shape = (rows, *shape[1:])
+    nbytes = _checked_size(shape, dtype, where, name, max_bytes, error)
+    buf = bytearray(nbytes)
+    view, got = memoryview(buf), 0
+    while got < nbytes:
+        n = fh.readinto(view[got:])
+        if not n:
+            raise error(f"{where}: array {name!r} ends after {got:,} of its {nbytes:,} bytes (truncated)")
+        got += n
+    a = np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return a[:rows] if rows is not None and a.ndim and len(a) > rows else a
 
 
 def read_arrays(path: str | Path, what: str, error: type[InputFileError] = DatasetError,
                 max_bytes: int = MAX_ARRAY_BYTES, names: tuple[str, ...] | None = None,
-                npy_name: str | None = None) -> dict[str, np.ndarray]:
+                npy_name: str | None = None, rows: int | None = None) -> dict[str, np.ndarray]:
     """The arrays of an .npz archive (only `names` if given: others are not read), or of a plain .npy
-    file as `{npy_name: array}` when `npy_name` is given. Damaged, foreign or oversized files are `error`."""
+    file as `{npy_name: array}` when `npy_name` is given. `rows`: only the first `rows` rows of each
+    array (the samples a command runs) are read, so memory follows what is used, not the file's size.
+    Damaged, foreign or oversized files are `error`."""
     p = input_file(path, what, error)
     where = str(p)
     with open(p, "rb") as f:
         magic = f.read(6)
-        if magic == NPY_MAGIC[:6] and npy_name is not None:
-            shape, dtype, fortran = _header(f, where, npy_name, error)
-            _checked_size(shape, dtype, where, npy_name, max_bytes, error)
+        if magic == NPY_MAGIC and npy_name is not None:
             f.seek(0)
             try:
-                return {npy_name: np.lib.format.read_array(f, allow_pickle=False)}
+                shape, dtype, fortran = _header(f, where, npy_name, error)
+                return {npy_name: _read_body(f, shape, dtype, fortran, rows, where, npy_name, max_bytes, error)}
             except _DAMAGED as e:
                 raise error(f"{what} {where!r} is damaged ({' '.join(str(e).split())[:120]})") from None
-    if magic[:4] != ZIP_MAGIC[:4] and not zipfile.is_zipfile(p):
+    if magic[:4] != ZIP_MAGIC and not zipfile.is_zipfile(p):
         kind = "a plain .npy array" if magic == NPY_MAGIC else "not an .npz archive (not a zip file)"
         raise error(f"{what} {where!r} is {kind}; save arrays with np.savez(path, name=array, ...)")
     try:
@@ -82,9 +102,7 @@ def read_arrays(path: str | Path, what: str, error: type[InputFileError] = Datas
             try:
                 with zf.open(members[name]) as fh:
                     shape, dtype, fortran = _header(fh, where, name, error)
-                    _checked_size(shape, dtype, where, name, max_bytes, error)
-                with zf.open(members[name]) as fh:
-                    out[name] = np.lib.format.read_array(fh, allow_pickle=False)
+                    out[name] = _read_body(fh, shape, dtype, fortran, rows, where, name, max_bytes, error)
             except _DAMAGED as e:
                 raise error(f"{what} {where!r}: array {name!r} is damaged ({' '.join(str(e).split())[:120]})") from None
     return out

@@ -29,6 +29,17 @@ MARKER = ".neurodistill"
 _STAGE_SUFFIX = ".tmp"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_created(path: str | Path, directory: bool = False) -> None:
+    """Give a staged file or directory the mode a plain create would (mkstemp and mkdtemp use 0600/0700)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call `write(tmp_path)`, then rename over `path`: a reader sees the old file or the new one,
     never a partial one, even if the process is killed in between."""
@@ -39,6 +50,7 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        _as_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -162,6 +174,7 @@ def publish(stage: Path, target: Path, command: str, owned: tuple[str, ...] = ()
     files = _listing(stage)
     if not target.exists():
         write_marker(stage, command, files)
+        _as_created(stage, directory=True)
         os.replace(stage, target)
         return files
     remove_own(target, owned, keep=set(files))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NeurodistillError
+from ..io.files import read_json as read_json_file
 from ..train.checkpoint import read_json
 
 NONE = "-"
@@ -35,9 +36,9 @@ def _read_summary(run: Path) -> dict:
 def _run_of(sim: dict) -> Path | None:
     """The run directory of a simulation's bundle, when the bundle and its checkpoint's run exist."""
     try:
-        manifest = json.loads((Path(sim["bundle"]) / "manifest.json").read_bytes())
+        manifest = read_json_file(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
         run = Path(manifest["source"]).parent
-    except (KeyError, TypeError, OSError, ValueError):
+    except (KeyError, TypeError, NeurodistillError):
         return None
     return run if (run / "summary.json").is_file() else None
 

@@ -41,6 +41,7 @@ from importlib import resources as ir
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io.files import read_text
 
 # unit -> power of ten that turns it into joules; W is a power, not an energy (reference only)
 ENERGY_UNITS: dict[str, int] = {"pJ": -12, "nJ": -9, "uJ": -6, "mJ": -3, "J": 0}
@@ -150,7 +151,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".toml"):
         path = Path(name_or_path)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise ConfigError(f"hardware profile file {text!r} does not exist (a profile is a shipped name or a path to a .toml file)")
         return parse_profile(_read_text(path, str(path)), str(path), expect_name=path.stem)
     names = list_profiles()
@@ -162,12 +163,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 
 def _read_text(f, where: str) -> str:
-    try:
-        return f.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"hardware profile {where}: not UTF-8 text (byte {e.start}); allowed: a UTF-8 TOML file") from None
-    except OSError as e:
-        raise ConfigError(f"hardware profile {where}: cannot be read ({e.strerror or e})") from None
+    return read_text(f, "hardware profile", ConfigError, max_bytes=2**20)
 
 
 def _fail(where: str, key: str, msg: str) -> ConfigError:

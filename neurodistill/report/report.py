@@ -7,14 +7,15 @@ every constant its source (a provenance block).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 from pathlib import Path
 
 from .. import __version__
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NeurodistillError
+from ..io.files import file_sha256, kind_of
+from ..io.files import read_json as read_json_file
 from ..train.checkpoint import read_json
 from . import figures, tables
 
@@ -50,12 +51,14 @@ def read_simulation(simdir: Path) -> dict:
     _check_simulation(sim, str(path))
     bundle, net = sim.get("bundle"), sim.get("net")
     for what, source, file, recorded in (
-            ("bundle", bundle, Path(bundle) / "manifest.json" if bundle else None, sim.get("bundle_manifest_sha256")),
-            (".net file", net, Path(net) if net else None, sim.get("net_sha256"))):
-        if file is None or not recorded or not file.is_file():
+            ("bundle", bundle, Path(bundle) / "manifest.json" if isinstance(bundle, str) and bundle else None,
+             sim.get("bundle_manifest_sha256")),
+            (".net file", net, Path(net) if isinstance(net, str) and net.endswith(".net") else None, sim.get("net_sha256"))):
+        # the files a simulation names are read only to hash them, and only if they are what they say
+        if file is None or not recorded or kind_of(file) != "a file":
             continue
         try:
-            now = hashlib.sha256(file.read_bytes()).hexdigest()
+            now = file_sha256(file)
         except OSError as e:
             raise CheckpointError(f"{str(path)!r}: its {what}'s file {str(file)!r} cannot be read ({e.strerror or e})") from None
         if now != recorded:
@@ -131,10 +134,10 @@ def _training_summary(sim: dict) -> dict | None:
 
     Optional: a summary that is missing or unreadable is left out of the report, not an error."""
     try:
-        manifest = json.loads((Path(sim["bundle"]) / "manifest.json").read_bytes())
+        manifest = read_json_file(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
         summary = Path(manifest["source"]).parent / "summary.json"
-        data = json.loads(summary.read_bytes()) if summary.is_file() else None
-    except (KeyError, OSError, ValueError, TypeError):  # ValueError: bad JSON or UTF-8
+        data = read_json_file(summary, "training summary") if kind_of(summary) == "a file" else None
+    except (KeyError, TypeError, NeurodistillError):
         return None
     if not isinstance(data, dict):
         return None

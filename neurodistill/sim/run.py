@@ -132,9 +132,9 @@ def simulate(bundle: Path, out: Path, backend: str = "fxp", samples: int = 256, 
     if inputs is not None:
         from ..data.npz_samples import read_samples
 
-        x, y = read_samples(inputs, tuple(graph.input_shape), "--inputs", labels_required=False)
+        x, y = read_samples(inputs, tuple(graph.input_shape), "--inputs", labels_required=False, limit=samples)
         x, y = x[:samples], None if y is None else y[:samples]
-        source = {"split": "given", "dataset": None, "inputs": str(inputs)}
+        source = {"split": "given", "dataset": None, "inputs": str(Path(inputs).absolute())}
     else:
         ds = manifest.get("dataset")
         if not ds:
@@ -216,7 +216,7 @@ def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: to
         "steps_computed": ("every chip step" if backend == "lava" or (backend == "fxp" and (all_steps or save_spikes))
                            else "each layer's T-step window" if backend == "fxp" else "T steps, no latency"),
         "accuracy_per_timestep": None if y is None else per_step_summary(alone, running, n),
-        "bundle": str(bundle), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
+        "bundle": str(Path(bundle).absolute()), "bundle_manifest_sha256": bundle_id(bundle), "model": manifest.get("model"),
         "neurodistill_version": __version__, **count_fields(counts),
         "neurobench": neurobench.summarize(graph, nb_parts, backend),
     }

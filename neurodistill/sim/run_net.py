@@ -14,7 +14,6 @@ after the last step when it never fires, else of its spike counts).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from .. import __version__
 from ..errors import ConfigError, DatasetError
 from ..export.graph import INPUT, DeployGraph
-from ..io.files import input_file
+from ..io.files import file_sha256, input_file
 from ..io.limits import MAX_TIMESTEPS, check_memory, check_range
 from ..io.npz import member_names, read_arrays
 from ..io.output import check_out
@@ -148,7 +147,7 @@ def simulate_net(net: Path, out: Path, inputs: Path, backend: str = "fxp", steps
     sim = {
         "backend": backend, "samples": int(len(x)), "timesteps": steps, "steps_per_sample": steps,
         "accuracy": correct / len(x) if labels is not None else None, "input": mode,
-        "net": str(net), "net_sha256": hashlib.sha256(net.read_bytes()).hexdigest(),
+        "net": str(Path(net).absolute()), "net_sha256": file_sha256(net),
         "inputs": str(inputs), "model": net.stem, "neurodistill_version": __version__,
         # every step is counted: the counts are the whole run, with no pipeline fill apart
         **count_fields(counts, tuple(k for k in LAYER_KEYS if k != "pipeline_spikes" and not k.startswith("chip_run"))),

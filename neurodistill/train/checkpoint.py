@@ -122,6 +122,12 @@ def check_entries(ckpt: dict[str, Any], where: str) -> None:
         raise _entry(where, "model.spiking", model.get("spiking"), "true or false")
     if model.get("neuron") is not None and not isinstance(model["neuron"], dict):
         raise _entry(where, "model.neuron", model["neuron"], "a mapping of neuron settings, or none")
+    for key in ("config", "dataset", "qat", "method"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            raise _entry(where, key, ckpt[key], "a mapping, or none")
+    qat = ckpt.get("qat")
+    if qat and (not _is_int(qat.get("weight_bits")) or not 2 <= qat["weight_bits"] <= 8):
+        raise _entry(where, "qat.weight_bits", qat.get("weight_bits"), "an integer from 2 to 8")
     state = ckpt["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise _entry(where, "state_dict", type(state).__name__ if not isinstance(state, dict) else "a mapping with "

@@ -350,7 +350,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, overwrite: bool, progr
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
             "epoch": epoch, "history": history, "best": best, "train_seconds": train_seconds,
-            "test": test, "config": cfg.to_dict(), "start": start,
+            "test": test, "config": _run_config(cfg), "start": start,
             "dataset": {"name": info.name, "num_classes": info.num_classes,
                         "input_shape": list(info.input_shape), "frames": info.frames},
         }
