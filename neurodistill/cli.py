@@ -225,8 +225,11 @@ def train(config_file: str | None, ablation: str | None, resume: bool, overwrite
     where = f"config file {config_file!r}" if config_file else "options"
     cfg = resolve(file_values, overrides, where)
     if resume and not config_file and (Path(cfg.out) / "config.yaml").is_file():
+        from .io.files import inside
+
         # Resuming: the run's own resolved config, with only the flags given now on top.
-        cfg = resolve(read_config_file(Path(cfg.out) / "config.yaml"), overrides, f"{cfg.out}/config.yaml")
+        run_config = inside(cfg.out, "config.yaml", "--resume: run file")
+        cfg = resolve(read_config_file(run_config), overrides, f"{cfg.out}/config.yaml")
     summary = run_train(cfg, resume=resume, overwrite=overwrite, progress=_show_progress())
     if not launched_as_main():  # torchrun: rank 0 prints the one summary line
         return

@@ -9,7 +9,9 @@ that layer's synapses per summand. Every violation is collected and reported at 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import operator
 from dataclasses import dataclass, field, replace
 
@@ -66,6 +68,17 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+
+
+def _first_line(e: BaseException) -> str:
+    """The cause of an error that wraps others (ShapeProp names the node, then the real error)."""
+    root = e
+    for _ in range(20):
+        if root.__cause__ is None and root.__context__ is None:
+            break
+        root = root.__cause__ or root.__context__
+    text = str(root).strip().splitlines()
+    return (text[0] if text else type(root).__name__)[:200]
 
 
 class _Tracer(fx.Tracer):
@@ -310,10 +323,14 @@ def walk(model: nn.Module, input_shape: tuple[int, ...], walker_cls: type[_Walke
 
     functional.reset_net(gm)
     try:
-        ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
+        # torch.fx prints the generated code's traceback to stderr before re-raising: the user gets
+        # the one line below instead
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
     except Exception as e:  # noqa: BLE001 - a module that cannot run one sample of this shape
         raise UnsupportedLayerError(
-            f"the model does not run on one sample of shape {tuple(input_shape)} ({type(e).__name__}: {str(e).splitlines()[0]})"
+            f"the model does not run on one sample of shape {tuple(input_shape)} ({type(e).__name__}: "
+            f"{_first_line(e)})"
         ) from None
     walker = walker_cls(gm, tuple(input_shape))
     walker.run()

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..io.files import inside
+from ..io.hdf5 import open_hdf5
 from ..train.checkpoint import read_json
 
 FORMAT_VERSIONS = (1,)  # the manifest versions this version reads (export/bundle.py FORMAT_VERSION)
@@ -16,12 +18,25 @@ TARGETS = ("loihi2", "nir", "onnx")
 def read_manifest(bundle: Path) -> dict:
     """A bundle's manifest.json, checked: an object whose keys (those that `inspect` and
     `simulate` read) are present and of their types; else a `CheckpointError` naming the key."""
-    path = bundle / "manifest.json"
+    path = inside(bundle, "manifest.json", "bundle file")
     if not path.is_file():
         raise CheckpointError(f"{str(bundle)!r} is not an export bundle (no manifest.json)")
     m = read_json(path)
     check_manifest(m, str(path))
     return m
+
+
+HDF5_FILES = ("deploy.h5", "network.net", "network.nir")
+
+
+def check_bundle_files(bundle: Path) -> None:
+    """Every HDF5 file of a bundle checked by `open_hdf5` (nothing outside the bundle is referenced,
+    sizes bounded), whichever of them a command goes on to read: Lava reads network.net itself."""
+    for name in HDF5_FILES:
+        p = inside(bundle, name, "bundle file")
+        if p.exists() or p.is_symlink():
+            with open_hdf5(p, "bundle file"):
+                pass
 
 
 def _short(v) -> str:
@@ -181,6 +196,7 @@ def _table(rows: list[list[str]]) -> str:
 
 def render(bundle: Path) -> str:
     m = read_manifest(bundle)
+    check_bundle_files(bundle)
     head = [f"bundle {bundle}  target {m['target']}  model {m.get('model', '?')}  T={m.get('timesteps')}  dt={m.get('dt', '-')}",
             (f"source {m.get('source')} (sha256 {m['source_sha256'][:12]}...)" if m.get("source_sha256")
              else f"source {m.get('source') or '(a model exported from Python, no checkpoint file)'}")]

@@ -70,21 +70,21 @@ class _NodeMap:
             c_in_g * _one(n.groups), c_out, (kh, kw), stride=_pair(n.stride), padding=_pair(n.padding),
             dilation=_pair(n.dilation), groups=_one(n.groups), bias=True, step_mode="m",
         )
-        m.weight.data = torch.from_numpy(np.array(n.weight))
-        m.bias.data = torch.from_numpy(np.array(n.bias))
+        m.weight.data = torch.from_numpy(np.array(n.weight, dtype=np.float32))
+        m.bias.data = torch.from_numpy(np.array(n.bias, dtype=np.float32))
         return m
 
     def affine(self, n: nir.Affine) -> nn.Module:
         _, _, layer, _ = _sj()
         m = layer.Linear(n.weight.shape[-1], n.weight.shape[-2], bias=True, step_mode="m")
-        m.weight.data = torch.from_numpy(np.array(n.weight))
-        m.bias.data = torch.from_numpy(np.array(n.bias))  # nirtorch's default Affine map drops it
+        m.weight.data = torch.from_numpy(np.array(n.weight, dtype=np.float32))
+        m.bias.data = torch.from_numpy(np.array(n.bias, dtype=np.float32))  # nirtorch's default Affine map drops it
         return m
 
     def linear(self, n: nir.Linear) -> nn.Module:
         _, _, layer, _ = _sj()
         m = layer.Linear(n.weight.shape[-1], n.weight.shape[-2], bias=False, step_mode="m")
-        m.weight.data = torch.from_numpy(np.array(n.weight))
+        m.weight.data = torch.from_numpy(np.array(n.weight, dtype=np.float32))
         return m
 
     def flatten(self, n: nir.Flatten) -> nn.Module:
@@ -178,7 +178,7 @@ def _one(v) -> int:
 # number of dimensions of each weight. Anything else numeric must be finite numbers.
 _COUNTS = {"stride": 1, "dilation": 1, "kernel_size": 1, "padding": 0, "groups": 1, "start_dim": None, "end_dim": None}
 _NDIM = {("Conv2d", "weight"): 4, ("Conv1d", "weight"): 3, ("Affine", "weight"): 2, ("Linear", "weight"): 2,
-         ("Affine", "bias"): 1}
+         ("Affine", "bias"): 1, ("Conv2d", "bias"): 1, ("Conv1d", "bias"): 1}
 MAX_NODES = 100_000
 
 
@@ -221,6 +221,22 @@ def check_fields(graph: nir.NIRGraph, where: str, depth: int = 0) -> None:
             if want is not None and a.ndim != want:
                 raise CheckpointError(f"{where!r}: {field} has {a.ndim} dimensions {list(a.shape)}; a {kind} "
                                       f"{f.name} has {want}")
+        _check_sizes(name, node, kind, where)
+
+
+def _check_sizes(name: str, node, kind: str, where: str) -> None:
+    """A bias of one value per output, and groups that divide the output channels."""
+    weight, bias = getattr(node, "weight", None), getattr(node, "bias", None)
+    if weight is None or np.ndim(weight) < 1:
+        return
+    outputs = np.shape(weight)[0]
+    if bias is not None and np.ndim(bias) == 1 and np.shape(bias)[0] != outputs:
+        raise CheckpointError(f"{where!r}: NIR node {name!r} ({kind}): bias has {np.shape(bias)[0]} values for "
+                              f"{outputs} outputs")
+    groups = getattr(node, "groups", None)
+    if groups is not None and outputs % _one(groups):
+        raise CheckpointError(f"{where!r}: NIR node {name!r} ({kind}): groups = {_one(groups)} does not divide its "
+                              f"{outputs} output channels")
 
 
 def from_nir_to_torch(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> NIRSpikingModule:

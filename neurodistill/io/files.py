@@ -92,3 +92,20 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def inside(directory: str | Path, name: str, what: str) -> Path:
+    """`directory/name`, refused (`UnsafeFileError`) when a symlink makes it lead out of `directory`:
+    a bundle, run or simulation directory is read as one unit, and an archive that unpacks a
+    symlink such as `manifest.json -> ~/.ssh/id_rsa` must not make the tool read that file."""
+    from ..errors import UnsafeFileError
+
+    d = Path(directory)
+    p = d / name
+    if not p.is_symlink():
+        return p
+    real, root = os.path.realpath(p), os.path.realpath(d)
+    if os.path.commonpath([real, root]) != root:
+        raise UnsafeFileError(f"{what} {str(p)!r} is a symlink leading out of {str(d)!r} (to {real!r}); refused: "
+                              "copy the file into the directory instead")
+    return p

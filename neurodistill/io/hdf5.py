@@ -21,7 +21,7 @@ import h5py
 
 from ..errors import CheckpointError, InputFileError, UnsafeFileError
 from .files import input_file
-from .limits import MAX_ARRAY_BYTES
+from .limits import MAX_HDF5_DATASET_BYTES, MAX_HDF5_FILE_BYTES
 
 # Filters built into libhdf5 or registered by h5py itself: none of them loads a plugin.
 SAFE_FILTERS = {
@@ -33,15 +33,15 @@ MAX_OBJECTS = 1_000_000  # groups and datasets; lava-dl's largest networks hold 
 MAX_DEPTH = 64
 
 
-def check_objects(f: h5py.File, where: str, max_dataset_bytes: int = MAX_ARRAY_BYTES) -> int:
+def check_objects(f: h5py.File, where: str, max_dataset_bytes: int = MAX_HDF5_DATASET_BYTES) -> int:
     """Refuse (`UnsafeFileError`) links out of the file, external storage, virtual datasets and
     unknown filters anywhere in `f`; refuse (`InputFileError`) datasets over `max_dataset_bytes`.
     Returns the number of objects checked. Touches links and headers only, never data."""
     seen: set[tuple] = set()
-    count = 0
+    count, total = 0, 0
 
     def walk(group: h5py.Group, path: str, depth: int) -> None:
-        nonlocal count
+        nonlocal count, total
         if depth > MAX_DEPTH:
             raise InputFileError(f"{where!r}: {path} is nested more than {MAX_DEPTH} groups deep")
         for name in group:
@@ -66,13 +66,17 @@ def check_objects(f: h5py.File, where: str, max_dataset_bytes: int = MAX_ARRAY_B
             if isinstance(obj, h5py.Group):
                 walk(obj, child, depth + 1)
             elif isinstance(obj, h5py.Dataset):
-                check_dataset(obj, child, where, max_dataset_bytes)
+                total += check_dataset(obj, child, where, max_dataset_bytes)
+                if total > MAX_HDF5_FILE_BYTES:
+                    raise InputFileError(f"{where!r}: its datasets hold more than {MAX_HDF5_FILE_BYTES:,} bytes in all "
+                                         "(at most that is read from one file)")
 
     walk(f, "/", 0)
     return count
 
 
-def check_dataset(ds: h5py.Dataset, path: str, where: str, max_bytes: int = MAX_ARRAY_BYTES) -> None:
+def check_dataset(ds: h5py.Dataset, path: str, where: str, max_bytes: int = MAX_HDF5_DATASET_BYTES) -> int:
+    """Refuse a dataset that reads other files or loads a plugin, or is over `max_bytes`; its bytes."""
     dcpl = ds.id.get_create_plist()
     if dcpl.get_layout() == h5py.h5d.VIRTUAL:
         raise UnsafeFileError(f"{where!r}: dataset {path} is an HDF5 virtual dataset (its data lives in other "
@@ -92,11 +96,12 @@ def check_dataset(ds: h5py.Dataset, path: str, where: str, max_bytes: int = MAX_
     if size > max_bytes:
         raise InputFileError(f"{where!r}: dataset {path} has shape {tuple(shape)} ({size:,} bytes); at most "
                              f"{max_bytes:,} bytes are read per dataset")
+    return size
 
 
 @contextlib.contextmanager
 def open_hdf5(path: str | Path, what: str, error: type[InputFileError] = CheckpointError,
-              max_dataset_bytes: int = MAX_ARRAY_BYTES) -> Iterator[h5py.File]:
+              max_dataset_bytes: int = MAX_HDF5_DATASET_BYTES) -> Iterator[h5py.File]:
     """The file open for reading after `check_objects`; a file h5py cannot open is `error`.
 
     Errors that h5py raises while the caller reads (damaged data) are the caller's to translate."""

@@ -11,14 +11,20 @@ from ..errors import ConfigError
 MAX_TIMESTEPS = 10_000
 # Samples one command runs or calibrates on (ImageNet's validation split is 50,000).
 MAX_SAMPLES = 10_000_000
-# Elements of one array read from a user's file (2**31: 8 GiB of float32).
-MAX_ARRAY_ELEMENTS = 2**31
-# Bytes of one array read from a user's file, as stored (before any conversion).
-MAX_ARRAY_BYTES = 8 * 2**30
+# Bytes of one array read from a user's .npz/.npy file, as stored (before any conversion): 2 GiB is
+# 10,000 ImageNet images as uint8 or 680 as float32; simulate reads only the samples it runs.
+MAX_ARRAY_BYTES = 2 * 2**30
+# Bytes of one dataset and of all datasets of an HDF5 file the tool reads (deploy.h5, .net, .nir):
+# the largest weight of VGG-16 on ImageNet (25088 x 4096 float32) is 411 MB, the whole network 0.6 GB.
+MAX_HDF5_DATASET_BYTES = 2**30
+MAX_HDF5_FILE_BYTES = 2 * 2**30
 # A text file (config, JSON, profile, manifest): far above any real one.
 MAX_TEXT_BYTES = 64 * 2**20
 # Classes of a classification task (ImageNet-21k has 21,841).
 MAX_CLASSES = 100_000
+# Layers (populations) of one network in a simulation a report reads (ResNet-152 has about 155;
+# the report draws a bar per layer).
+MAX_LAYERS = 1000
 # DataLoader worker processes per rank.
 MAX_WORKERS = 256
 

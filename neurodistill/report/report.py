@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import CheckpointError, ConfigError, NeurodistillError
-from ..io.files import file_sha256, kind_of
+from ..io.files import file_sha256, inside, kind_of
 from ..io.files import read_json as read_json_file
+from ..io.limits import MAX_LAYERS, MAX_TIMESTEPS
 from ..train.checkpoint import read_json
 from . import figures, tables
 
@@ -39,7 +40,7 @@ def read_simulation(simdir: Path) -> dict:
     different bundles may be compared in one report; a simulation whose bundle is gone (or
     unrecorded) is taken as it is.
     """
-    path = simdir / "simulation.json" if simdir.is_dir() else simdir
+    path = inside(simdir, "simulation.json", "simulation file") if simdir.is_dir() else simdir
     if not path.is_file():
         raise CheckpointError(f"{str(simdir)!r} holds no simulation.json; run 'neurodistill simulate' first")
     sim = read_json(path)
@@ -94,7 +95,7 @@ def _check_simulation(sim: dict, where: str) -> None:
 
     need(sim, "backend", lambda v: isinstance(v, str) and v != "", "a backend name")
     need(sim, "samples", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
-    T = need(sim, "timesteps", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    T = need(sim, "timesteps", lambda v: _is_int(v) and 1 <= v <= MAX_TIMESTEPS, f"an integer from 1 to {MAX_TIMESTEPS:,}")
     need(sim, "accuracy", lambda v: v is None or (_is_count(v) and v <= 1), "null or a number in [0, 1]")
     for key in ("firing_rate_neuron_weighted", "firing_rate_mean_of_layers"):
         need(sim, key, _is_count, "a finite number >= 0")
@@ -113,8 +114,8 @@ def _check_simulation(sim: dict, where: str) -> None:
         for key in ("Effective_MACs", "Effective_ACs", "Dense"):
             need(ops, key, _is_count, "a finite count >= 0", "neurobench.SynapticOperations.")
         need(nb, "MembraneUpdates", lambda v: v is None or _is_count(v), "null or a finite count >= 0", "neurobench.")
-    layers = need(sim, "layers", lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, dict) for x in v),
-                  "a non-empty list of layer objects")
+    layers = need(sim, "layers", lambda v: isinstance(v, list) and 0 < len(v) <= MAX_LAYERS
+                  and all(isinstance(x, dict) for x in v), f"a list of 1 to {MAX_LAYERS:,} layer objects")
     for i, x in enumerate(layers):
         at = f"layers[{i}]."
         need(x, "name", lambda v: isinstance(v, str), "a string", at)

@@ -22,7 +22,7 @@ from .. import __version__
 from ..errors import CheckpointError, ConfigError
 from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
-from ..export.inspect import check_manifest_graph, read_manifest
+from ..export.inspect import check_bundle_files, check_manifest_graph, read_manifest
 from ..export.loihi2 import encoding_bias, encoding_current
 from ..io.limits import MAX_SAMPLES, check_range
 from ..io.output import check_out, write_dir
@@ -161,6 +161,7 @@ def open_bundle(bundle: Path):
         raise CheckpointError(f"{str(bundle)!r} is a {manifest.get('target')!r} export; simulate reads loihi2 bundles")
     if not (bundle / "deploy.h5").is_file():
         raise CheckpointError(f"bundle {str(bundle)!r} has no deploy.h5; re-export it")
+    check_bundle_files(bundle)
     graph = read_graph(bundle / "deploy.h5")
     check_manifest_graph(manifest, graph, bundle)  # input shape, timesteps, latency, layers
     return manifest, graph

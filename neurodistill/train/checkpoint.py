@@ -125,6 +125,10 @@ def check_entries(ckpt: dict[str, Any], where: str) -> None:
     for key in ("config", "dataset", "qat", "method"):
         if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
             raise _entry(where, key, ckpt[key], "a mapping, or none")
+    shape = (ckpt.get("dataset") or {}).get("input_shape")
+    if shape is not None and (not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 4
+                              or not all(_is_int(d) and 1 <= d <= 65536 for d in shape)):
+        raise _entry(where, "dataset.input_shape", shape, "a list of 1 to 4 sizes, each 1..65536 (e.g. [3, 32, 32])")
     qat = ckpt.get("qat")
     if qat and (not _is_int(qat.get("weight_bits")) or not 2 <= qat["weight_bits"] <= 8):
         raise _entry(where, "qat.weight_bits", qat.get("weight_bits"), "an integer from 2 to 8")

@@ -36,7 +36,7 @@ from ..config import TrainConfig
 from ..data import DatasetInfo, load_dataset
 from ..distill import Trainee, build_step, check_backprop, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
-from ..io.files import kind_of
+from ..io.files import inside, kind_of
 from ..io.output import check_out, remove_own, write_marker
 from ..models import create_model, get_spec, select_backend
 from ..progress import progress as progress_bar
@@ -230,7 +230,7 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> Path:
         kind = kind_of(out)
         if kind not in ("missing", "a directory"):
             raise ConfigError(f"--out {str(out)!r} is {kind}, not a run directory")
-        last = out / "last.pt"
+        last = inside(out, "last.pt", "--resume: run file")
         if not last.is_file():
             raise CheckpointError(f"--resume: there is no {str(last)!r} to resume from; run without --resume first")
         return out.resolve() if out.is_symlink() else out
@@ -294,6 +294,9 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, overwrite: bool, progr
 
         plain, _, _ = load_dataset(cfg.dataset, cfg.data_dir, replace(cfg.data, augment=False, autoaugment=False, cutout=0))
         train_ds, val_ds = split(train_ds, plain, cfg.val_split, cfg.seed)
+        if len(train_ds) == 0 or len(val_ds) == 0:
+            raise ConfigError(f"val_split = {cfg.val_split} leaves {len(train_ds)} training and {len(val_ds)} validation "
+                              f"samples of {len(plain)}; choose a fraction that leaves both (e.g. 0.1), or 0")
     meta = model_meta(cfg.model, info, cfg)
     model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None).to(device)
     qat.check_deploy(cfg.deploy, spec.spiking, info.frames, cfg.model)
@@ -319,7 +322,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, overwrite: bool, progr
     start_epoch, history, best, train_seconds = 0, [], {"acc": -1.0, "epoch": 0}, 0.0
     qat_entry = None
     if resume:
-        ckpt = _resume(out / "last.pt", cfg, model, step, optimizer, scheduler, scaler)
+        ckpt = _resume(inside(out, "last.pt", "--resume: run file"), cfg, model, step, optimizer, scheduler, scaler)
         start_epoch, history, best, train_seconds = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["train_seconds"]
         qat_entry = ckpt.get("qat")
         log.info("resuming %s at epoch %d of %d", out / "last.pt", start_epoch + 1, cfg.epochs)
