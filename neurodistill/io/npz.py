@@ -51,9 +51,14 @@ def _checked_size(shape: tuple[int, ...], dtype: np.dtype, where: str, name: str
 
 
 def _read_body(fh, shape: tuple[int, ...], dtype: np.dtype, fortran: bool, rows: int | None, where: str, name: str,
-               max_bytes: int, error: type[InputFileError]) -> np.ndarray:
+               max_bytes: int, error: type[InputFileError], stored: int | None = None) -> np.ndarray:
     """The array whose header `fh` has just passed: exactly the bytes the header claims (only the
-    first `rows` rows of a C-order array when `rows` is given), read into one buffer."""
+    first `rows` rows of a C-order array when `rows` is given), read into one buffer. `stored`: the
+    bytes the file (or zip member) holds after the header, which must be what the header claims."""
+    claimed = math.prod(int(d) for d in shape) * dtype.itemsize
+    if stored is not None and stored != claimed:
+        raise error(f"{where}: array {name!r} is damaged: its header claims shape {list(shape)} of {dtype} "
+                    f"({claimed:,} bytes) but {stored:,} bytes follow it")
     if rows is not None and shape and not fortran and rows < shape[0]:
         shape = (rows, *shape[1:])
     nbytes = _checked_size(shape, dtype, where, name, max_bytes, error)
@@ -83,7 +88,8 @@ def read_arrays(path: str | Path, what: str, error: type[InputFileError] = Datas
             f.seek(0)
             try:
                 shape, dtype, fortran = _header(f, where, npy_name, error)
-                return {npy_name: _read_body(f, shape, dtype, fortran, rows, where, npy_name, max_bytes, error)}
+                stored = p.stat().st_size - f.tell()
+                return {npy_name: _read_body(f, shape, dtype, fortran, rows, where, npy_name, max_bytes, error, stored)}
             except _DAMAGED as e:
                 raise error(f"{what} {where!r} is damaged ({' '.join(str(e).split())[:120]})") from None
     if magic[:4] != ZIP_MAGIC and not zipfile.is_zipfile(p):
@@ -102,7 +108,8 @@ def read_arrays(path: str | Path, what: str, error: type[InputFileError] = Datas
             try:
                 with zf.open(members[name]) as fh:
                     shape, dtype, fortran = _header(fh, where, name, error)
-                    out[name] = _read_body(fh, shape, dtype, fortran, rows, where, name, max_bytes, error)
+                    stored = members[name].file_size - fh.tell()  # the member's size in the zip directory
+                    out[name] = _read_body(fh, shape, dtype, fortran, rows, where, name, max_bytes, error, stored)
             except _DAMAGED as e:
                 raise error(f"{what} {where!r}: array {name!r} is damaged ({' '.join(str(e).split())[:120]})") from None
     return out

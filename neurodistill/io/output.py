@@ -101,7 +101,8 @@ def write_marker(d: Path, command: str, files: list[str]) -> None:
     atomic_write(d / MARKER, lambda tmp: Path(tmp).write_text(body))
 
 
-def check_out(out: Path, overwrite: bool, what: str, flag: str = "--out", replace_own: str | None = None) -> Path:
+def check_out(out: Path, overwrite: bool, what: str, flag: str = "--out", replace_own: str | None = None,
+              can_overwrite: bool = True) -> Path:
     """The directory to write (a symlink resolved to its directory), after the rule above.
 
     `replace_own`: a command name whose own earlier output may be replaced without --overwrite."""
@@ -123,12 +124,15 @@ def check_out(out: Path, overwrite: bool, what: str, flag: str = "--out", replac
         return target
     if command is not None:
         ours = [f for f in listed if (target / f).is_file()][:1] or entries[:1]
-        raise ConfigError(f"{flag} {str(out)!r} already holds the output of 'neurodistill {command}' ({ours[0]}); "
-                          f"pass --overwrite to replace it with {what}, or choose another {flag}")
+        fix = (f"pass --overwrite to replace it with {what}, or choose another {flag}" if can_overwrite
+               else f"choose another {flag}")
+        raise ConfigError(f"{flag} {str(out)!r} already holds the output of 'neurodistill {command}' ({ours[0]}); {fix}")
     visible = [e for e in entries if not e.startswith(".")] or entries
     shown = ", ".join(repr(e) for e in visible[:3]) + (", ..." if len(visible) > 3 else "")
-    raise ConfigError(f"{flag} {str(out)!r} is not empty (it holds {shown}); pass --overwrite to replace {what} "
-                      f"there (files neurodistill did not write are kept), or choose another {flag}")
+    fix = (f"pass --overwrite to replace {what} there (files neurodistill did not write are kept), or choose another "
+           f"{flag}" if can_overwrite else f"{what} is written only into a new or empty directory, or over an earlier "
+           f"one; choose another {flag}")
+    raise ConfigError(f"{flag} {str(out)!r} is not empty (it holds {shown}); {fix}")
 
 
 def remove_own(target: Path, owned: tuple[str, ...] = (), keep: set[str] | frozenset = frozenset()) -> None:
@@ -221,7 +225,7 @@ def owned_dir(out: Path, command: str, what: str, replace_own: str | None = None
     """For a command that writes several stages in place (the demo): `out` checked by the rule,
     the tool's earlier files there removed, and on failure everything this call created removed
     again (files that were there before are never touched)."""
-    target = check_out(Path(out), False, what, replace_own=replace_own)
+    target = check_out(Path(out), False, what, replace_own=replace_own, can_overwrite=False)
     made = _make_parents(target)
     if not made:
         remove_own(target)

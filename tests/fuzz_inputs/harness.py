@@ -63,8 +63,9 @@ OUTCOMES = ("ok", "refused", "crash", "hang", "memory", "half-written", "outside
 FAILURES = ("crash", "hang", "memory", "half-written", "outside-read")
 MEMORY_WORDS = ("MemoryError", "Unable to allocate", "can't allocate memory", "Cannot allocate memory",
                 "std::bad_alloc", "out of memory")
-# audit events that mean code from a file ran: a pickle or YAML payload
-EXEC_EVENTS = ("os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn")
+# audit events that mean code from a file ran: a pickle or YAML payload (whose arguments carry PAYLOAD)
+EXEC_EVENTS = ("os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn", "fuzz.payload")
+PAYLOAD = "FUZZPAYLOAD"  # == cases.PAYLOAD
 
 
 class CaseTimeout(BaseException):
@@ -97,6 +98,7 @@ def allowed_roots(case_dir: Path, work: Path) -> list[str]:
              str(ROOT / "neurodistill"), str(ROOT / "hw_profiles"), str(ROOT / "tests" / "fuzz_inputs"),
              str(work / "cache"), "/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys",
              "/dev", "/run"}
+    roots.update(str(p) for p in ROOT.glob("*.egg-info"))  # the editable install's metadata (entry points)
     with contextlib.suppress(AttributeError):
         roots.update(site.getsitepackages())
     return sorted({os.path.realpath(r) for r in roots})
@@ -163,7 +165,7 @@ def _audit(event: str, args: tuple) -> None:
         if isinstance(path, int):
             return
         _State.opens.append((os.fsdecode(path), str(args[1]) if len(args) > 1 else ""))
-    elif event.startswith(EXEC_EVENTS):
+    elif event.startswith(EXEC_EVENTS) and PAYLOAD in str(args):
         _State.events.append(f"{event}{str(args)[:200]}")
 
 
@@ -389,10 +391,14 @@ def run_subprocess(argv: list[str], case_dir: Path, seconds: float, work: Path, 
                 killed = "memory"
             elif time.perf_counter() - t0 > seconds:
                 killed = "time"
-            if killed:
-                _kill_tree(proc)
-                _, status, usage = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(status)
+            if killed:  # the whole process group (strace and the CLI); Popen.kill would reap it first
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                except ChildProcessError:
+                    proc.returncode = -signal.SIGKILL
                 break
             time.sleep(0.05)
     if usage is not None:
@@ -447,7 +453,7 @@ def _v_simulate(out: Path, res: dict) -> str | None:
         return f"accuracy {acc!r}"
     totals = s.get("totals")
     if not isinstance(totals, dict) or not all(isinstance(v, int | float) and v >= 0 and v == v and v != float("inf")
-                                               for v in totals.values() if not isinstance(v, dict | list | str)):
+                                               for v in totals.values() if v is not None and not isinstance(v, dict | list | str)):
         return "totals are not finite counts"
     if not isinstance(s.get("layers"), list) or not s["layers"]:
         return "no layers"
@@ -526,8 +532,10 @@ def classify(cmd, security: bool, run: dict, case_dir: Path, before: dict, after
     exc = run.get("exception") or ""
     refused_ok, why_not = proper_refusal(run)
     # 1. outside reads (and payloads that ran)
-    if run.get("opens"):
-        paths = [p for p, _ in run["opens"]]
+    refs = set(getattr(cmd, "references", ()) or ())
+    opens = [(p, m) for p, m in run.get("opens") or [] if os.path.realpath(p) not in refs]
+    if opens:
+        paths = [p for p, _ in opens]
         secret = [p for p in paths if "decoy" in Path(p).parts]
         first = (secret or paths)[0]
         return Verdict("outside-read", f"opened {first}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""),
@@ -558,6 +566,10 @@ def classify(cmd, security: bool, run: dict, case_dir: Path, before: dict, after
     if "Traceback" in stderr or "Traceback" in stdout:
         text = stderr if "Traceback" in stderr else stdout
         line = last_line(text)
+        errors = [x for x in stderr.splitlines() if x.startswith("error:")]
+        if code == 2 and errors:  # a refusal whose message carries a traceback (a wrapped exception's text)
+            return Verdict("crash", f"exit 2, a traceback inside the message: {errors[0][:240]}",
+                           f"traceback inside an error message, at {crash_site(text)}")
         return Verdict("crash", line, f"{line.split(':')[0]} at {crash_site(text)}")
     if code not in (0, 2):
         return Verdict("crash", f"exit status {code}: {last_line(stderr)}", f"exit status {code}")
@@ -607,7 +619,7 @@ def classify(cmd, security: bool, run: dict, case_dir: Path, before: dict, after
 
 def _coarse(path: str) -> str:
     parts = Path(path).parts
-    return "/".join(parts[:3]) + "/..."
+    return "/" + "/".join(parts[1:3]) + "/..."
 
 
 def _coarse_rel(rel: str, out: str | None) -> str:
@@ -624,11 +636,12 @@ class Suite:
     work: Path
     base: Any
     keep: bool = False
+    seed: int | None = None
     progress: Callable[[dict, int, int], None] | None = None
     worker: Worker | None = field(default=None, init=False)
 
     def run(self, cases: list) -> list[dict]:
-        from .cases import CaseEnv, case_rng
+        from .cases import SEED, CaseEnv, case_rng
 
         records = []
         self.worker = Worker(self.work)
@@ -639,7 +652,7 @@ class Suite:
                 if case_dir.exists():
                     shutil.rmtree(case_dir)
                 case_dir.mkdir(parents=True)
-                env = CaseEnv(case_dir, case_rng(case.index), self.base)
+                env = CaseEnv(case_dir, case_rng(case.index, SEED if self.seed is None else self.seed), self.base)
                 cmd = case.make(env)
                 out_roots = []
                 if cmd.out:
@@ -655,7 +668,7 @@ class Suite:
                     run = self.worker.run(cmd.argv, case_dir, seconds)
                 after, decoy_after = snapshot(case_dir), snapshot(decoy)
                 v = classify(cmd, case.security, run, case_dir, before, after, decoy_before, decoy_after, out_roots)
-                failure = v.outcome in FAILURES or (case.name == "pristine" and v.outcome != "ok")
+                failure = v.outcome in FAILURES or (case.name.startswith("pristine") and v.outcome != "ok")
                 rec = {"case": case.case_id, "kind": case.kind, "name": case.name, "runner": case.runner,
                        "security": case.security, "command": "neurodistill " + " ".join(cmd.argv), "what": cmd.what,
                        "outcome": v.outcome, "failure": failure, "detail": v.detail,
@@ -667,7 +680,7 @@ class Suite:
                     self.progress(rec, n + 1, len(cases))
                 if not self.keep or not failure:
                     shutil.rmtree(case_dir, ignore_errors=True)
-                    _restore_decoy(decoy, decoy_before, decoy_after, self.base)
+                _restore_decoy(decoy, decoy_before, decoy_after, self.base)
         finally:
             self.worker.close()
         return records
