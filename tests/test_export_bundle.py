@@ -228,7 +228,7 @@ def test_nan_weights(tmp_path, student):
 
 def test_layer_that_does_not_fit(tmp_path):
     ck = _ckpt(tmp_path, model="snn_resnet19", dataset="synthetic", data={"synthetic_shape": [3, 32, 32], "synthetic_size": 2},
-               batch_size=2, timesteps=1)
+               batch_size=2, timesteps=1, val_split=0)  # 2 samples: none to hold out
     line = assert_user_error(invoke("export", ck, "--out", tmp_path / "b", "--calib", "2"), "does not fit 1 Loihi 2 chip",
                              "neurons", "largest layer is")
     assert "> 1048576" in line
