@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -27,6 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fuzz_inputs import cases as fc  # noqa: E402
 from tests.fuzz_inputs import harness  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_step import machine  # noqa: E402  (the benchmarks' one record of the machine)
 
 
 def main() -> int:
@@ -85,21 +87,12 @@ def main() -> int:
     out.write_text(json.dumps({
         "command": " ".join(sys.argv), "seed": args.seed, "kinds": kinds, "cases": len(records),
         "failures": len(failures), "seconds": round(elapsed, 1), "git": rev, "package_modified": dirty,
-        "python": platform.python_version(), "machine": _machine(), "case_seconds": harness.CASE_SECONDS,
+        "python": platform.python_version(), "machine": machine(), "case_seconds": harness.CASE_SECONDS,
         "memory_bound_bytes": harness.MEMORY_BOUND, "counts": harness.counts(records),
         "failure_groups": [{k: v for k, v in g.items()} for g in harness.failure_groups(records)],
         "records": records}, indent=1) + "\n")
     print(f"\nrecords in {out}")
     return 1 if failures else 0
-
-
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform()}
 
 
 if __name__ == "__main__":
