@@ -213,8 +213,8 @@ def train(config_file: str | None, ablation: str | None, resume: bool, overwrite
     Several processes: torchrun --nproc_per_node 2 -m neurodistill.cli train ...
     """
     from .config import read_config_file, resolve
+    from .distributed import launched_as_main
     from .train import train as run_train
-    from .train.distributed import launched_as_main
 
     overrides = _overrides(kwargs)
     if ablation:

@@ -26,7 +26,7 @@ from .errors import ConfigError
 from .io.files import read_text
 from .io.limits import MAX_CLASSES, MAX_SAMPLES, MAX_TIMESTEPS, MAX_WORKERS, check_range
 from .models.neurons import NeuronConfig
-from .qat.training import QatConfig, check_deploy_name
+from .qat.config import QatConfig, check_deploy_name
 
 
 @dataclass

@@ -19,14 +19,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data import DataOptions, load_dataset
+from ..data.samples import dataset_samples
 from ..errors import ConfigError, UnsupportedLayerError
 from ..io.files import file_sha256
 from ..io.output import check_out
 from ..io.output import write_dir as io_write_dir
+from ..models.checkpoint import checkpoint_timesteps, load_checkpoint, model_from_checkpoint
 from ..progress import Stages
-from ..train.checkpoint import checkpoint_timesteps, load_checkpoint
-from ..train.loop import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -48,19 +47,6 @@ def write_dir(out: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
 def load_model(ckpt_path: Path):
     ckpt = load_checkpoint(ckpt_path)
     return ckpt, model_from_checkpoint(ckpt, ckpt_path).eval()
-
-
-def dataset_samples(name: str, data_dir: str | None, data: dict, n: int, split: str = "train",
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` samples of a split, no augmentation, in a fixed random order (train) or in order (test)."""
-    opts = DataOptions(augment=False, synthetic_shape=tuple(data.get("synthetic_shape", (3, 32, 32))),
-                       synthetic_classes=data.get("synthetic_classes", 10), synthetic_size=data.get("synthetic_size", 256),
-                       image_size=data.get("image_size", 224), seed=data.get("seed", 0))
-    train, test, _ = load_dataset(name, data_dir, opts)
-    ds = train if split == "train" else test
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)) if split == "train" else torch.arange(len(ds))
-    xs, ys = zip(*(ds[int(i)] for i in idx[: min(n, len(ds))]), strict=True)
-    return torch.stack(xs), torch.as_tensor(ys)
 
 
 def calibration_data(ckpt: dict, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,7 +56,7 @@ class _Term:
 
 
 @dataclass
-class _Current:
+class Current:
     """Synaptic input into a population-to-be: a sum of terms plus a full-shape bias."""
 
     terms: list[_Term]
@@ -95,7 +95,7 @@ def _pairs(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-class _Walker:
+class Walker:
     def __init__(self, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
         self.gm = gm
         self.modules = dict(gm.named_modules())
@@ -140,7 +140,7 @@ class _Walker:
         if isinstance(m, nn.Conv2d | nn.Linear):
             return self.synapse(node, m, x)
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            if not isinstance(x, _Current):
+            if not isinstance(x, Current):
                 self.fail(path, f"{kind} must follow a Conv2d or Linear (it is folded into it)")
                 return UNKNOWN
             return self.batchnorm(m, x, self.shape(node))
@@ -150,7 +150,7 @@ class _Walker:
                 return UNKNOWN
             return _Spikes(x.sources, x.base_shape, [*x.maps, m])
         if isinstance(m, LIFNode | IFNode):
-            if not isinstance(x, _Current):
+            if not isinstance(x, Current):
                 self.fail(path, f"{kind} must be fed by a Conv2d or Linear (through BatchNorm and '+')")
                 return UNKNOWN
             return self.population(path, m, x, self.shape(node))
@@ -165,13 +165,13 @@ class _Walker:
             return UNKNOWN  # an earlier violation already explains this
         if fn in (operator.add, torch.add, "add", "__add__"):
             a, b = args[0], args[1]
-            if isinstance(b, _Current) and isinstance(a, _Spikes):
+            if isinstance(b, Current) and isinstance(a, _Spikes):
                 a, b = b, a
-            if isinstance(a, _Current) and isinstance(b, _Current):
-                return _Current(a.terms + b.terms, a.bias + b.bias)
-            if isinstance(a, _Current) and isinstance(b, _Spikes) and not b.maps:
+            if isinstance(a, Current) and isinstance(b, Current):
+                return Current(a.terms + b.terms, a.bias + b.bias)
+            if isinstance(a, Current) and isinstance(b, _Spikes) and not b.maps:
                 # identity shortcut: spikes added to synaptic input = a depthwise 1x1 synapse of weight 1
-                return _Current(a.terms + self.identity_terms(where, b), a.bias)
+                return Current(a.terms + self.identity_terms(where, b), a.bias)
             if isinstance(a, _Spikes) and isinstance(b, _Spikes) and not a.maps and not b.maps and a.base_shape == b.base_shape:
                 return _Spikes(a.sources + b.sources, a.base_shape)  # SEW: spike sum
             self.fail(where, "'+' must add two synaptic inputs (residual) or two spike tensors of one shape (SEW)")
@@ -182,7 +182,7 @@ class _Walker:
         self.fail(where, f"operation {getattr(fn, '__name__', fn)!r} is not supported")
         return UNKNOWN
 
-    def synapse(self, node: fx.Node, m: nn.Module, x) -> _Current | _Unknown:
+    def synapse(self, node: fx.Node, m: nn.Module, x) -> Current | _Unknown:
         path = node.target
         if not isinstance(x, _Spikes):
             self.fail(path, f"{type(m).__name__} must read spikes (a neuron's output or the input), not another synapse layer")
@@ -202,7 +202,7 @@ class _Walker:
             return UNKNOWN
         # the original layer's operations, counted once however many copies a SEW sum makes
         terms[0].dense_ops = int(np.prod(w.shape) * (np.prod(out_shape[1:]) if isinstance(m, nn.Conv2d) else 1))
-        return _Current(terms, bias)
+        return Current(terms, bias)
 
     def identity_terms(self, where: str, x: _Spikes) -> list[_Term]:
         shape = x.base_shape
@@ -237,7 +237,7 @@ class _Walker:
             w, stride, padding = fold_avgpool_into_conv(w, stride, padding, k[0])
         return _Term(name, "conv", src, w, x.base_shape, stride, padding, m.groups)
 
-    def batchnorm(self, m, x: _Current, shape) -> _Current:
+    def batchnorm(self, m, x: Current, shape) -> Current:
         if not m.track_running_stats or m.running_mean is None:
             self.fail("batchnorm", "BatchNorm without running statistics cannot be folded")
             return x
@@ -249,9 +249,9 @@ class _Walker:
         per = (-1,) + (1,) * (len(shape) - 1)
         k, shift = bn_affine(g, beta, mu, var, m.eps)
         terms = [replace(t, weight=t.weight * k.reshape(-1, *([1] * (t.weight.ndim - 1)))) for t in x.terms]
-        return _Current(terms, x.bias * k.reshape(per) + shift.reshape(per))
+        return Current(terms, x.bias * k.reshape(per) + shift.reshape(per))
 
-    def population(self, path: str, m: nn.Module, x: _Current, shape) -> _Spikes:
+    def population(self, path: str, m: nn.Module, x: Current, shape) -> _Spikes:
         from spikingjelly.activation_based.neuron import IFNode
 
         neuron = Neuron(
@@ -265,12 +265,12 @@ class _Walker:
         return _Spikes([path], shape)
 
     def readout(self, node: fx.Node, x) -> None:
-        if isinstance(x, _Current):
+        if isinstance(x, Current):
             self.add_population("readout", tuple(x.bias.shape), Neuron("readout"), x)
         elif x is not UNKNOWN:
             self.fail("output", "the model must end with a Linear or Conv2d classifier (read out as an integrating population)")
 
-    def add_population(self, name: str, shape, neuron: Neuron, x: _Current) -> None:
+    def add_population(self, name: str, shape, neuron: Neuron, x: Current) -> None:
         srcs = {t.source for t in x.terms}
         if INPUT in srcs and len(srcs) > 1:
             self.fail(name, "a population fed by the analog input may not also receive spikes")
@@ -302,7 +302,7 @@ def capture(model: nn.Module, input_shape: tuple[int, ...], timesteps: int = 1, 
     return DeployGraph(tuple(input_shape), walker.populations, walker.synapses, walker.biases, timesteps, dt)
 
 
-def walk(model: nn.Module, input_shape: tuple[int, ...], walker_cls: type[_Walker] = _Walker) -> _Walker:
+def walk(model: nn.Module, input_shape: tuple[int, ...], walker_cls: type[Walker] = Walker) -> Walker:
     """Trace `model` and run `walker_cls` over it: `capture`'s work, for walkers that record more
     (quantization-aware training maps every synapse back to its modules)."""
     from spikingjelly.activation_based import functional

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..io.hdf5 import open_hdf5
-from ..train.checkpoint import atomic_write
+from ..io.output import atomic_write
 from .graph import INPUT, DeployGraph, Neuron, Population, Synapse
 from .quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, WEIGHT_MIN
 

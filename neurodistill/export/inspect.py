@@ -7,9 +7,8 @@ import math
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io.files import inside
+from ..io.files import inside, read_json
 from ..io.hdf5 import open_hdf5
-from ..train.checkpoint import read_json
 
 FORMAT_VERSIONS = (1,)  # the manifest versions this version reads (export/bundle.py FORMAT_VERSION)
 TARGETS = ("loihi2", "nir", "onnx")

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from ..train.checkpoint import atomic_write
+from ..io.output import atomic_write
 from .graph import DeployGraph, Population
 
 

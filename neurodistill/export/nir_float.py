@@ -58,7 +58,7 @@ THRESHOLD_RULE = "v >= v_threshold (spikingjelly); NIR nominal is v > v_threshol
 BN_RULE = "folded into the preceding Conv2d/Linear: W' = W*g/s, b' = beta + (b - mu)*g/s, s = sqrt(var + eps)"
 
 
-def _sj():
+def spikingjelly_parts():
     """spikingjelly's modules, imported late (importing it costs about a second)."""
     from spikingjelly.activation_based import base, functional, layer, neuron
 
@@ -72,7 +72,7 @@ def _types() -> dict[str, tuple[type, ...]]:
     """Module classes the export maps, by role. Exact classes (a subclass may compute otherwise),
     and spikingjelly's multi-step wrappers only: plain torch conv, pooling and flatten layers do
     not accept the `[T, B, ...]` layout (nn.Linear does, it acts on the last axis)."""
-    _, _, layer, neuron = _sj()
+    _, _, layer, neuron = spikingjelly_parts()
     return {
         "conv": (layer.Conv2d,),
         "linear": (nn.Linear, layer.Linear),
@@ -100,7 +100,7 @@ def _is_unit(m: nn.Module) -> bool:
     """A module the export treats as one operation (never looks inside): a known layer, any
     spikingjelly neuron or layer (they hold a surrogate child), or a module without children.
     A Sequential, even an empty one (an identity shortcut), is always looked into."""
-    base, _, _, _ = _sj()
+    base, _, _, _ = spikingjelly_parts()
     if type(m) is nn.Sequential:
         return False
     return (
@@ -278,7 +278,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _pair(v) -> tuple[int, int]:
+def as_pair(v) -> tuple[int, int]:
     """(h, w) from an int, a pair, or what nir.read gives back (numpy scalars and arrays)."""
     a = np.asarray(v).reshape(-1)
     return int(a[0]), int(a[-1])
@@ -304,8 +304,8 @@ class _Mapper:
     def conv(self, m: nn.Conv2d) -> nir.Conv2d:
         bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels, dtype=_np(m.weight).dtype)
         return nir.Conv2d(
-            input_shape=tuple(self.shape(m)[-2:]), weight=_np(m.weight), stride=_pair(m.stride),
-            padding=_pair(m.padding), dilation=_pair(m.dilation), groups=int(m.groups), bias=bias,
+            input_shape=tuple(self.shape(m)[-2:]), weight=_np(m.weight), stride=as_pair(m.stride),
+            padding=as_pair(m.padding), dilation=as_pair(m.dilation), groups=int(m.groups), bias=bias,
         )
 
     def linear(self, m: nn.Linear) -> nir.NIRNode:
@@ -328,7 +328,7 @@ class _Mapper:
     def avgpool(self, m: nn.AvgPool2d) -> nir.AvgPool2d:
         stride = m.stride if m.stride is not None else m.kernel_size
         return nir.AvgPool2d(
-            kernel_size=np.array(_pair(m.kernel_size)), stride=np.array(_pair(stride)), padding=np.array(_pair(m.padding))
+            kernel_size=np.array(as_pair(m.kernel_size)), stride=np.array(as_pair(stride)), padding=np.array(as_pair(m.padding))
         )
 
     def adaptive(self, m: nn.AdaptiveAvgPool2d) -> nir.AvgPool2d:
@@ -470,7 +470,7 @@ def _metadata(model, work, graph, mapper: _Mapper, input_shape, timesteps: int, 
 
 def write_nir(graph: nir.NIRGraph, path: str | Path) -> Path:
     """Write `graph` with `nir.write`, atomically (a reader never sees a partial file)."""
-    from ..train.checkpoint import atomic_write
+    from ..io.output import atomic_write
 
     path = Path(path)
     atomic_write(path, lambda tmp: nir.write(tmp, graph))
@@ -488,8 +488,7 @@ def export_nir_float(ckpt_path: Path, out_dir: Path, timesteps: int | None, dt: 
 
     consumer = consumer or DEFAULT
     get(consumer)  # an unknown name fails before the checkpoint is read
-    from ..train.checkpoint import checkpoint_timesteps, load_checkpoint
-    from ..train.loop import model_from_checkpoint
+    from ..models.checkpoint import checkpoint_timesteps, load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     meta = ckpt["model"]

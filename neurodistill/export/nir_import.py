@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import CheckpointError, UnsupportedLayerError
 from ..io.hdf5 import open_hdf5
-from .nir_float import _pair, _sj
+from .nir_float import as_pair, spikingjelly_parts
 
 
 def _uniform(values: np.ndarray, what: str) -> float:
@@ -62,42 +62,42 @@ class _NodeMap:
         return _Scale(np.array(n.scale))
 
     def conv(self, n: nir.Conv2d) -> nn.Module:
-        _, _, layer, _ = _sj()
+        _, _, layer, _ = spikingjelly_parts()
         if isinstance(n.padding, str):
             raise UnsupportedLayerError(f"Conv2d padding {n.padding!r} is not imported; give numbers")
         c_out, c_in_g, kh, kw = n.weight.shape
         m = layer.Conv2d(
-            c_in_g * _one(n.groups), c_out, (kh, kw), stride=_pair(n.stride), padding=_pair(n.padding),
-            dilation=_pair(n.dilation), groups=_one(n.groups), bias=True, step_mode="m",
+            c_in_g * _one(n.groups), c_out, (kh, kw), stride=as_pair(n.stride), padding=as_pair(n.padding),
+            dilation=as_pair(n.dilation), groups=_one(n.groups), bias=True, step_mode="m",
         )
         m.weight.data = torch.from_numpy(np.array(n.weight, dtype=np.float32))
         m.bias.data = torch.from_numpy(np.array(n.bias, dtype=np.float32))
         return m
 
     def affine(self, n: nir.Affine) -> nn.Module:
-        _, _, layer, _ = _sj()
+        _, _, layer, _ = spikingjelly_parts()
         m = layer.Linear(n.weight.shape[-1], n.weight.shape[-2], bias=True, step_mode="m")
         m.weight.data = torch.from_numpy(np.array(n.weight, dtype=np.float32))
         m.bias.data = torch.from_numpy(np.array(n.bias, dtype=np.float32))  # nirtorch's default Affine map drops it
         return m
 
     def linear(self, n: nir.Linear) -> nn.Module:
-        _, _, layer, _ = _sj()
+        _, _, layer, _ = spikingjelly_parts()
         m = layer.Linear(n.weight.shape[-1], n.weight.shape[-2], bias=False, step_mode="m")
         m.weight.data = torch.from_numpy(np.array(n.weight, dtype=np.float32))
         return m
 
     def flatten(self, n: nir.Flatten) -> nn.Module:
-        _, _, layer, _ = _sj()
+        _, _, layer, _ = spikingjelly_parts()
         shift = lambda d: int(d) + 1 if int(d) >= 0 else int(d)  # noqa: E731  back to counting the batch axis
         return layer.Flatten(shift(n.start_dim), shift(n.end_dim), step_mode="m")
 
     def avgpool(self, n: nir.AvgPool2d) -> nn.Module:
-        _, _, layer, _ = _sj()
-        return layer.AvgPool2d(_pair(n.kernel_size), _pair(n.stride), _pair(n.padding), step_mode="m")
+        _, _, layer, _ = spikingjelly_parts()
+        return layer.AvgPool2d(as_pair(n.kernel_size), as_pair(n.stride), as_pair(n.padding), step_mode="m")
 
     def lif(self, n: nir.LIF) -> nn.Module:
-        _, _, _, neuron = _sj()
+        _, _, _, neuron = spikingjelly_parts()
         tau = _uniform(n.tau, "LIF tau") / self.dt
         r = _uniform(n.r, "LIF r")
         v_reset, v_leak = _uniform(n.v_reset, "LIF v_reset"), _uniform(n.v_leak, "LIF v_leak")
@@ -112,7 +112,7 @@ class _NodeMap:
         )
 
     def if_(self, n: nir.IF) -> nn.Module:
-        _, _, _, neuron = _sj()
+        _, _, _, neuron = spikingjelly_parts()
         r = _uniform(n.r, "IF r")
         if not _close(r * self.dt, 1.0):
             raise UnsupportedLayerError(f"nir.IF r = {r} with dt = {self.dt}: spikingjelly's IFNode needs r = 1/dt")
@@ -135,7 +135,7 @@ class NIRSpikingModule(nn.Module):
         self.dt = dt
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, functional, _, _ = _sj()
+        _, functional, _, _ = spikingjelly_parts()
         functional.reset_net(self.graph_module)
         out, _state = self.graph_module(x)
         return out

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
-from ..train.checkpoint import atomic_write, checkpoint_timesteps, load_checkpoint
-from ..train.loop import model_from_checkpoint
+from ..io.output import atomic_write
+from ..models.checkpoint import checkpoint_timesteps, load_checkpoint, model_from_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputFileError, NeurodistillError
+from ..errors import CheckpointError, InputFileError, NeurodistillError
 from .limits import MAX_TEXT_BYTES
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
@@ -73,8 +73,9 @@ def read_text(path: str | Path, what: str, error: type[NeurodistillError] = Inpu
                     "save it as UTF-8") from None
 
 
-def read_json(path: str | Path, what: str, error: type[NeurodistillError] = InputFileError) -> Any:
-    """The JSON value in a file (Python's reading: NaN and Infinity are accepted, as json.dumps writes them)."""
+def read_json(path: str | Path, what: str = "file", error: type[NeurodistillError] = CheckpointError) -> Any:
+    """The JSON value in a file (Python's reading: NaN and Infinity are accepted, as json.dumps writes them).
+    The default error is the one of the chain's own files (manifest, simulation, summary)."""
     text = read_text(path, what, error)
     try:
         return json.loads(text)

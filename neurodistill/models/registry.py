@@ -1,4 +1,8 @@
-"""Model registry: `@register_model` factories and `create_model(name, **kwargs)` (as timm)."""
+"""Model registry: `@register_model` factories and `create_model(name, **kwargs)` (as timm).
+
+A leaf of the models package: the families (resnet, sew_resnet, small, vgg) import it to
+register themselves, and `neurodistill/models/__init__.py` imports every family, so the registry
+is full whenever the package is imported and never imports a family itself."""
 
 from __future__ import annotations
 
@@ -31,17 +35,11 @@ def register_model(name: str, *, spiking: bool, twin: str, description: str):
     return deco
 
 
-def _load() -> None:
-    from . import resnet, sew_resnet, small, vgg  # noqa: F401  (registration on import)
-
-
 def list_models() -> list[ModelSpec]:
-    _load()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
 def get_spec(name: str) -> ModelSpec:
-    _load()
     if name not in _REGISTRY:
         raise ModelError(
             f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))} "

@@ -19,7 +19,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import UnsupportedLayerError
-from ..export.capture import _Current, _Walker, walk
+from ..export.capture import Current, Walker, walk
 from ..export.fold import pull_back
 from ..export.graph import INPUT, Neuron
 
@@ -71,7 +71,7 @@ class Plan:
         return next(p for p in self.populations if p.encoding)
 
 
-class _PlanWalker(_Walker):
+class _PlanWalker(Walker):
     def __init__(self, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
         super().__init__(gm, input_shape)
         self.prov: dict[str, dict] = {}
@@ -84,7 +84,7 @@ class _PlanWalker(_Walker):
 
     def synapse(self, node, m, x):
         cur = super().synapse(node, m, x)
-        if isinstance(cur, _Current):
+        if isinstance(cur, Current):
             for t in cur.terms:
                 self.prov[t.name] = {"module": node.target, "bns": [], "maps": list(x.maps)}
             cur.expr = ("lin", node.target)
@@ -106,9 +106,9 @@ class _PlanWalker(_Walker):
 
     def function(self, node, values):
         out = super().function(node, values)
-        if isinstance(out, _Current):
+        if isinstance(out, Current):
             args = [values.get(a) if isinstance(a, fx.Node) else a for a in node.args]
-            curs = [a for a in args if isinstance(a, _Current)]
+            curs = [a for a in args if isinstance(a, Current)]
             out.expr = curs[0].expr if len(curs) == 1 else ("add", curs[0].expr, curs[1].expr)
         return out
 

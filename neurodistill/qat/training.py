@@ -10,36 +10,17 @@ computes for the saved weights; export of a QAT checkpoint uses the stored ones 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from .config import TARGETS, QatConfig, check_deploy_name  # noqa: F401 - their home is qat.config
 from .forward import Deployment, calibrate_encoding
 
 log = logging.getLogger(__name__)
-TARGETS = ("loihi2",)
-
-
-@dataclass
-class QatConfig:
-    """Settings of `--deploy loihi2` (config section `qat:`)."""
-
-    weight_bits: int = 8  # Loihi 2 weight bits, 2..8 (export --weight-bits)
-    calib: int = 256  # training samples that set the encoding scale (export --calib)
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.weight_bits <= 8:
-            raise ConfigError(f"qat.weight_bits = {self.weight_bits} is not allowed; Loihi 2 takes 2..8 bit weights")
-        if self.calib < 1:
-            raise ConfigError(f"qat.calib = {self.calib} is not allowed; it must be >= 1")
-
-
-def check_deploy_name(where: str, deploy: str | None) -> None:
-    if deploy is not None and deploy not in TARGETS:
-        raise ConfigError(f"{where}: deploy = {deploy!r} is not allowed; choose one of {', '.join(TARGETS)} (or leave it out)")
 
 
 def check_deploy(deploy: str | None, spiking: bool, frames: int | None, model_name: str) -> None:
@@ -55,7 +36,7 @@ def check_deploy(deploy: str | None, spiking: bool, frames: int | None, model_na
 
 def load_init(path: str, model: nn.Module, model_name: str) -> None:
     """Start from a checkpoint's weights (`--init`); the same model, or a CheckpointError."""
-    from ..train.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
     if ckpt["model"]["name"] != model_name:
@@ -69,7 +50,7 @@ def load_init(path: str, model: nn.Module, model_name: str) -> None:
 
 def calibration_inputs(cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The training samples export calibrates on (`export --calib N`: same split, order, no augmentation)."""
-    from ..export.bundle import dataset_samples
+    from ..data.samples import dataset_samples
 
     return dataset_samples(cfg.dataset, cfg.data_dir, asdict(cfg.data), cfg.qat.calib, "train")
 
@@ -110,9 +91,9 @@ def checkpoint_entry(dep: Deployment, model: nn.Module) -> dict:
 @torch.no_grad()
 def evaluate_fxp(dep: Deployment, model: nn.Module, loader, timesteps: int, device, d) -> dict[str, float]:
     """Accuracy of the deployed network in `run_fxp` over a (sharded) loader, summed over processes."""
+    from .. import distributed
     from ..export.loihi2 import encoding_bias, encoding_current
     from ..sim.fxp import run_fxp
-    from ..train import distributed
     from .deploy import deploy_graph
 
     graph = deploy_graph(dep, model, timesteps)

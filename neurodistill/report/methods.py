@@ -19,8 +19,7 @@ import json
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, NeurodistillError
-from ..io.files import read_json as read_json_file
-from ..train.checkpoint import read_json
+from ..io.files import read_json
 
 NONE = "-"
 
@@ -36,7 +35,7 @@ def _read_summary(run: Path) -> dict:
 def _run_of(sim: dict) -> Path | None:
     """The run directory of a simulation's bundle, when the bundle and its checkpoint's run exist."""
     try:
-        manifest = read_json_file(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
+        manifest = read_json(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
         run = Path(manifest["source"]).parent
     except (KeyError, TypeError, NeurodistillError):
         return None

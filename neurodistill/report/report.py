@@ -14,10 +14,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import CheckpointError, ConfigError, NeurodistillError
-from ..io.files import file_sha256, inside, kind_of
-from ..io.files import read_json as read_json_file
+from ..io.files import file_sha256, inside, kind_of, read_json
 from ..io.limits import MAX_LAYERS, MAX_TIMESTEPS
-from ..train.checkpoint import read_json
 from . import figures, tables
 
 FIGURE_CAPTIONS = {
@@ -135,9 +133,9 @@ def _training_summary(sim: dict) -> dict | None:
 
     Optional: a summary that is missing or unreadable is left out of the report, not an error."""
     try:
-        manifest = read_json_file(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
+        manifest = read_json(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
         summary = Path(manifest["source"]).parent / "summary.json"
-        data = read_json_file(summary, "training summary") if kind_of(summary) == "a file" else None
+        data = read_json(summary, "training summary") if kind_of(summary) == "a file" else None
     except (KeyError, TypeError, NeurodistillError):
         return None
     if not isinstance(data, dict):

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..data.samples import dataset_samples
 from ..errors import CheckpointError, ConfigError
-from ..export.bundle import dataset_samples
 from ..export.graph_io import read_graph
 from ..export.inspect import check_bundle_files, check_manifest_graph, read_manifest
 from ..export.loihi2 import encoding_bias, encoding_current

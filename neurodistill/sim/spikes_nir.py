@@ -17,7 +17,7 @@ import torch
 
 from ..export.graph import DeployGraph
 from ..export.nir_deploy import _node_name
-from ..train.checkpoint import atomic_write
+from ..io.output import atomic_write
 
 
 def graph_data(graph: DeployGraph, spikes: dict[str, torch.Tensor], v_readout_steps: torch.Tensor | None):

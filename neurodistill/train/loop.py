@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from .. import distributed
 from ..config import TrainConfig
 from ..data import DatasetInfo, load_dataset
 from ..distill import Trainee, build_step, check_backprop, needs_teacher
@@ -41,8 +42,14 @@ from ..io.output import check_out, remove_own, write_marker
 from ..models import create_model, get_spec, select_backend
 from ..progress import progress as progress_bar
 from ..qat import training as qat
-from . import distributed
-from .checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    model_from_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .evaluate import step_correct
 
 log = logging.getLogger(__name__)
@@ -74,23 +81,6 @@ def model_meta(name: str, info: DatasetInfo, cfg: TrainConfig) -> dict[str, Any]
         "spiking": spiking,
         "neuron": cfg.neuron.to_dict() if spiking else None,
     }
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights."""
-    meta = ckpt["model"]
-    try:
-        model = create_model(meta["name"], meta["num_classes"], meta["in_channels"], meta.get("neuron"))
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} has an incomplete model description ({e})") from None
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()[:200]
-        raise CheckpointError(
-            f"checkpoint {str(path)!r}: its weights do not fit model {meta['name']!r} ({first})"
-        ) from None
-    return model
 
 
 def load_teacher(path: str, info: DatasetInfo, device: torch.device) -> nn.Module:
