@@ -6,7 +6,7 @@
 #   make lock-check resolve again into a scratch folder: equal to the committed locks?
 #   make bench     run the benchmark scripts (tables on stdout, JSON in benchmarks/results/)
 #   make compare   the method comparison of docs/results.md (about 20 minutes on 2 CPU cores)
-#   make lint      ruff
+#   make lint      ruff, and lint-imports (the layers contract in pyproject.toml)
 #   make fuzz      every input kind mutated (>= 500 cases) through the real CLI (docs/design.md)
 
 PYTHON ?= python3
@@ -102,6 +102,7 @@ fuzz: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check neurodistill tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf runs .pytest_cache

@@ -12,14 +12,14 @@ from .test_report import invoke, sims  # noqa: F401 (fixture)
 
 def _figures(sims_dir, tmp_path, monkeypatch, *profiles):  # noqa: F811
     seen = {}
-    save = figures._save
+    save = figures.save_figure
 
     def keep(fig, out, stem, header, rows):
         fig.canvas.draw()
         seen[stem] = [([t.get_text() for t in ax.get_xticklabels()], [t.get_text() for t in ax.texts]) for ax in fig.axes]
         return save(fig, out, stem, header, rows)
 
-    monkeypatch.setattr(figures, "_save", keep)
+    monkeypatch.setattr(figures, "save_figure", keep)
     res = invoke("report", sims_dir / "fxp", *[x for p in profiles for x in ("--profile", p)], "--out", tmp_path)
     assert res.exit_code == 0, res.output
     return seen

@@ -11,14 +11,14 @@ from .test_report import invoke, sims  # noqa: F401 (fixture)
 
 def test_no_legend_covers_a_bar_or_a_line(sims, tmp_path, monkeypatch):  # noqa: F811
     seen: dict[str, list[str]] = {}
-    save = figures._save
+    save = figures.save_figure
 
     def checked(fig, out, stem, header, rows):
         fig.tight_layout()
         seen[stem] = figures.hidden_by_legends(fig) if any(ax.get_legend() for ax in fig.axes) else None
         return save(fig, out, stem, header, rows)
 
-    monkeypatch.setattr(figures, "_save", checked)
+    monkeypatch.setattr(figures, "save_figure", checked)
     # two models and four profiles: every figure with more than one series has a legend
     res = invoke("report", sims / "fxp", sims / "float", "--profile", "cmos45-fp32", "--profile", "cmos45-int8",
                  "--profile", "loihi", "--profile", "loihi2", "--out", tmp_path)

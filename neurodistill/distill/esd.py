@@ -280,7 +280,7 @@ class EsdStep(MethodStep):
                  ", ".join(self.branches.attach), list(self.branches.channels), self.final, inputs.timesteps)
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        from ..train.rate_bp import scale_grad
+        from ..models.rate_bp import scale_grad
 
         out = self.rate_logits(model, x, taps=self.branches.attach)
         with self.autocast():

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import CheckpointError, MethodError
 
 if TYPE_CHECKING:
-    from ..train.rate_bp import RateOutput
+    from ..models.rate_bp import RateOutput
 
 Tensor = torch.Tensor
 
@@ -66,7 +66,7 @@ class MethodStep(nn.Module):
 
     def check_rate_model(self, model: nn.Module, what: str, model_name: str = "the model") -> None:
         """MethodError unless rate-based backprop can train `model` (spiking, supported layers only)."""
-        from ..train.rate_bp import RateBackprop
+        from ..models.rate_bp import RateBackprop
 
         if not self.inputs.spiking:
             raise MethodError(f"{what} is for spiking models only; {model_name} is an ANN: use an snn_... model")
@@ -79,7 +79,7 @@ class MethodStep(nn.Module):
         event frames are fed in time order to the spike pass and as their time-mean to the rate
         pass. `RateOutput.logits (B, K)` equal the time-mean of the spike pass's logits.
         """
-        from ..train.rate_bp import rate_step
+        from ..models.rate_bp import rate_step
 
         with self.autocast():
             if self.inputs.event:
@@ -158,7 +158,7 @@ class RateLogitStep(LogitStep):
         self.check_rate_model(model, "--backprop rate", model_name)
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        from ..train.rate_bp import scale_grad
+        from ..models.rate_bp import scale_grad
 
         z_tea = self.teacher_logits(x)
         out = self.rate_logits(model, x)

@@ -41,7 +41,7 @@ def _unit_scale(s) -> bool:
             and tuple(s.stride) == (1, 1) and tuple(s.padding) == (0, 0))
 
 
-def _node_name(name: str) -> str:
+def node_name(name: str) -> str:
     return name.replace(".", "_").replace(">", "__").replace("[", "_").replace("]", "")
 
 
@@ -51,7 +51,7 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
     out_name = "output"
     for p in graph.populations:
         readout = p.neuron.kind == "readout"
-        target = out_name if readout else _node_name(p.name)
+        target = out_name if readout else node_name(p.name)
         if readout:
             nodes[out_name] = nir.Output(output_type={"output": np.array(p.shape)})
         else:
@@ -60,8 +60,8 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
         carrier = next((i for i, s in enumerate(incoming) if not _unit_scale(s)), 0)
         for i, s in enumerate(incoming):
             bias = graph.biases[p.name] if i == carrier else np.zeros(p.shape)
-            src = "input" if s.source == INPUT else _node_name(s.source)
-            name = _node_name(s.name)
+            src = "input" if s.source == INPUT else node_name(s.source)
+            name = node_name(s.name)
             if _unit_scale(s):  # a per-channel scale (identity shortcut): NIR's Scale, which type-checks
                 nodes[name] = nir.Scale(scale=np.broadcast_to(s.weight.reshape(-1, 1, 1), p.shape).astype(np.float64))
             elif s.kind == "conv":

@@ -335,7 +335,7 @@ class Deployment:
         with leak `lambda = (4096 - vDecay) / 4096`, `c = 1 / tau'` and `u_t` the float membrane
         the surrogate sees (tests/test_qat_forward.py checks it against autograd).
         """
-        from ..train.rate_bp import surrogate_grad
+        from ..models.rate_bp import surrogate_grad
 
         spikes, u = self._run(node, pv, x, keep_u=True)
         lam = (DECAY_UNITY - pv.v_decay) / DECAY_UNITY

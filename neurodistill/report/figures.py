@@ -45,7 +45,7 @@ def hidden_by_legends(fig) -> list[str]:
     return hidden
 
 
-def _save(fig, out: Path, stem: str, header: list[str], rows: list[list]) -> list[str]:
+def save_figure(fig, out: Path, stem: str, header: list[str], rows: list[list]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     for ext in ("png", "pdf"):
@@ -91,7 +91,7 @@ def firing_rate_by_layer(models: list[dict], out: Path) -> list[str]:
             _grouped_bars(ax, [layer_label(x) for x in ls], {label: [x["firing_rate"] for x in ls]})
             ax.set_ylabel("firing rate")
             ax.set_title(f"Firing rate per layer: {label}", fontsize=9)
-    return _save(fig, out, "firing_rate_by_layer", ["model", "layer", "firing_rate"], rows)
+    return save_figure(fig, out, "firing_rate_by_layer", ["model", "layer", "firing_rate"], rows)
 
 
 def firing_rate_by_step(models: list[dict], out: Path) -> list[str]:
@@ -110,7 +110,7 @@ def firing_rate_by_step(models: list[dict], out: Path) -> list[str]:
     ax.set_title("Firing rate per time step")
     if len(models) > 1:
         legend(ax)
-    return _save(fig, out, "firing_rate_by_step", ["model", "t", "firing_rate"], rows)
+    return save_figure(fig, out, "firing_rate_by_step", ["model", "t", "firing_rate"], rows)
 
 
 def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
@@ -133,7 +133,7 @@ def accuracy_by_step(models: list[dict], out: Path) -> list[str]:
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy per time step")
     legend(ax)
-    return _save(fig, out, "accuracy_by_step", ["model", "source", "t", "alone", "running_mean"], rows)
+    return save_figure(fig, out, "accuracy_by_step", ["model", "source", "t", "alone", "running_mean"], rows)
 
 
 def _log_bars(ax, series: dict[str, list[float]]) -> None:
@@ -168,7 +168,7 @@ def energy_by_layer(models: list[dict], profiles: list[str], out: Path, estimate
         ax.set_ylabel("energy per inference (µJ)", fontsize=8 if len(models) > 1 else None)
         _log_bars(ax, series)
         ax.set_title(f"Energy by layer ({m['label']})", fontsize=9 if len(models) > 1 else None)
-    return _save(fig, out, "energy_by_layer", ["model", "profile", "layer", "energy_uj_per_inference"], rows)
+    return save_figure(fig, out, "energy_by_layer", ["model", "profile", "layer", "energy_uj_per_inference"], rows)
 
 
 def energy_by_profile(models: list[dict], profiles: list[str], out: Path, estimates: set[str] = frozenset()) -> list[str]:
@@ -179,4 +179,4 @@ def energy_by_profile(models: list[dict], profiles: list[str], out: Path, estima
     ax.set_ylabel("energy per inference (µJ)")
     _log_bars(ax, series)
     ax.set_title("Energy by hardware profile")
-    return _save(fig, out, "energy_by_profile", ["model", "profile", "energy_uj_per_inference"], rows)
+    return save_figure(fig, out, "energy_by_profile", ["model", "profile", "energy_uj_per_inference"], rows)

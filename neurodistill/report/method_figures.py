@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .figures import _save, legend, plt
+from .figures import legend, plt, save_figure
 
 STEMS = ("accuracy_per_step_by_run", "accuracy_vs_timesteps")
 ALL_FILES = tuple(f"{stem}.{ext}" for stem in STEMS for ext in ("png", "pdf", "csv"))
@@ -30,7 +30,7 @@ def accuracy_per_step(rows: list[dict], out: Path) -> list[str]:
     ax.set_ylabel("accuracy of step t alone (%)")
     ax.set_title("Accuracy per time step")
     legend(ax)
-    return _save(fig, out, "accuracy_per_step_by_run", ["run", "source", "t", "accuracy"], data)
+    return save_figure(fig, out, "accuracy_per_step_by_run", ["run", "source", "t", "accuracy"], data)
 
 
 def accuracy_vs_timesteps(rows: list[dict], out: Path) -> list[str]:
@@ -50,4 +50,4 @@ def accuracy_vs_timesteps(rows: list[dict], out: Path) -> list[str]:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy vs T")
     legend(ax)
-    return _save(fig, out, "accuracy_vs_timesteps", ["method", "network", "T", "accuracy"], data)
+    return save_figure(fig, out, "accuracy_vs_timesteps", ["method", "network", "T", "accuracy"], data)

@@ -121,7 +121,7 @@ def rows(entries: list[dict], profile_args: list[str]) -> list[dict]:
 
 
 def table(rows_: list[dict], profile_names: list[str]) -> tuple[list[str], list[list[str]]]:
-    from .tables import _energy, _si
+    from .tables import energy_cell, si_number
 
     def acc(v):
         return NONE if v is None else f"{100 * v:.2f}"
@@ -134,9 +134,9 @@ def table(rows_: list[dict], profile_names: list[str]) -> tuple[list[str], list[
         body.append([
             r["method"], str(r["model"]), NONE if r["timesteps"] is None else str(r["timesteps"]),
             acc(r["accuracy_float"]), acc(r["accuracy_deployed"]), per,
-            NONE if r["ops"] is None else _si(r["ops"]), NONE if r["acs"] is None else _si(r["acs"]),
-            NONE if r["macs"] is None else _si(r["macs"]),
-            *[NONE if r["energy_j"][p] is None else _energy(r["energy_j"][p]) for p in profile_names],
+            NONE if r["ops"] is None else si_number(r["ops"]), NONE if r["acs"] is None else si_number(r["acs"]),
+            NONE if r["macs"] is None else si_number(r["macs"]),
+            *[NONE if r["energy_j"][p] is None else energy_cell(r["energy_j"][p]) for p in profile_names],
             NONE if r["train_seconds_per_batch"] is None else f"{1000 * r['train_seconds_per_batch']:.1f}",
             NONE if r["firing_rate"] is None else f"{r['firing_rate']:.4f}",
         ])

@@ -7,7 +7,7 @@ import io
 import re
 
 
-def _si(x: float | None) -> str:
+def si_number(x: float | None) -> str:
     if x is None:
         return "-"
     for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -16,7 +16,7 @@ def _si(x: float | None) -> str:
     return f"{x:.3g}"
 
 
-def _energy(j: float | None) -> str:
+def energy_cell(j: float | None) -> str:
     if j is None:
         return "-"
     for unit, f in (("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
@@ -34,8 +34,8 @@ def summary_rows(models: list[dict], profiles: list[str]) -> tuple[list[str], li
         b = m["samples"]
         acc = "-" if m.get("accuracy") is None else f"{m['accuracy']:.4f}"
         rows.append([m["label"], acc, str(m["timesteps"]), f"{m['firing_rate_neuron_weighted']:.4f}",
-                     f"{m['firing_rate_mean_of_layers']:.4f}", _si(t["acs"] / b), _si(t["macs"] / b),
-                     _si(t["synaptic_events"] / b)])
+                     f"{m['firing_rate_mean_of_layers']:.4f}", si_number(t["acs"] / b), si_number(t["macs"] / b),
+                     si_number(t["synaptic_events"] / b)])
     return head, rows
 
 
@@ -45,7 +45,7 @@ def energy_rows(models: list[dict], profiles: list[str]) -> tuple[list[str], lis
     for m in models:
         row = [m["label"]]
         for p in profiles:
-            e = _energy(m["energy"][p]["per_inference_j"])
+            e = energy_cell(m["energy"][p]["per_inference_j"])
             r = m["ann_over_snn"].get(p)
             row.append(e if r is None else f"{e} ({r:.2f}x)")
         rows.append(row)
@@ -68,7 +68,7 @@ def neurobench_rows(models: list[dict]) -> tuple[list[str], list[list[str]]]:
     for m in models:
         if m.get("neurobench"):
             fp, cs, act, *rest = _neurobench_values(m["neurobench"])
-            rows.append([m["label"], _si(fp), f"{cs:.4f}", f"{act:.4f}"] + [_si(v) for v in rest])
+            rows.append([m["label"], si_number(fp), f"{cs:.4f}", f"{act:.4f}"] + [si_number(v) for v in rest])
     return ["model", "Footprint (B)", *NEUROBENCH_COLUMNS[1:]], rows
 
 
@@ -89,7 +89,7 @@ def layer_rows(m: dict, profiles: list[str]) -> tuple[list[str], list[list[str]]
     rows = []
     for x in m["layers"]:
         rows.append([x["name"], str(x["neurons"]), "-" if x["firing_rate"] is None else f"{x['firing_rate']:.4f}",
-                     _si(x["acs"] / b), _si(x["macs"] / b), _si(x["synaptic_events"] / b)]
+                     si_number(x["acs"] / b), si_number(x["macs"] / b), si_number(x["synaptic_events"] / b)]
                     + [f"{x['energy_share'][p]:.1%}" for p in profiles])
     return head, rows
 

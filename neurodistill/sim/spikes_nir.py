@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..export.graph import DeployGraph
-from ..export.nir_deploy import _node_name
+from ..export.nir_deploy import node_name
 from ..io.output import atomic_write
 
 
@@ -30,7 +30,7 @@ def graph_data(graph: DeployGraph, spikes: dict[str, torch.Tensor], v_readout_st
             continue
         s = spikes[p.name]
         data = s.reshape(s.shape[0], s.shape[1], -1).transpose(0, 1).numpy().astype(bool)
-        nodes[_node_name(p.name)] = nir.NIRNodeData({"spikes": nir.TimeGriddedData(data, float(graph.dt))})
+        nodes[node_name(p.name)] = nir.NIRNodeData({"spikes": nir.TimeGriddedData(data, float(graph.dt))})
     if v_readout_steps is not None:
         v = v_readout_steps.reshape(v_readout_steps.shape[0], v_readout_steps.shape[1], -1).transpose(0, 1)
         nodes["output"] = nir.NIRNodeData({"v": nir.TimeGriddedData(v.numpy().astype(np.float64), float(graph.dt))})

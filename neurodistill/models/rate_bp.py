@@ -1,0 +1,443 @@
+"""Rate-based backpropagation (Yu et al., NeurIPS 2024; docs/methods.md#rate-based-backpropagation---backprop-rate).
+
+One training iteration is two passes over the same weights, with no change to the model:
+
+A. Spike pass, no grad. The input is repeated T times (batch `[T*B]` inside spikingjelly's
+   multi-step layers) and the network runs as usual. Every spiking neuron records its firing
+   rate `r = mean_t s[t]` and its eligibility `e` (below); every BatchNorm records the mean and
+   the biased variance of its input over `[T*B, H, W]` (its running statistics are updated here,
+   and only here); every max pool records its time-mean output and how often each input position
+   won the max.
+B. Rate pass, with grad, batch `[B]`. The network runs once on the time-mean input, fed as
+   `[1, B, ...]`. Convolution, linear, average pooling, flatten and residual adds are linear, so
+   they run unchanged on rates. A BatchNorm normalises with the spike-pass statistics as values,
+   while its gradient flows through the rate tensor's own batch statistics:
+   `mu = mu_spike + (mu_rate - mu_rate.detach())`, the same for the variance. A neuron returns
+   `r` as value with gradient `e`: `out = r.detach() + x*e - (x*e).detach()`. A max pool returns
+   its recorded time-mean output, with gradient routed to each window's positions weighted by the
+   fraction of steps in which they held the max.
+
+So the rate-pass logits equal the time-mean of the spike-pass logits up to float rounding, and
+training memory is that of one non-spiking forward/backward at batch B plus one no-grad
+spiking forward: nearly constant in T, where BPTT's grows linearly.
+
+Eligibility. A spikingjelly neuron charges `H_t = f(V_{t-1}, X_t)`, fires `S_t = Heaviside(H_t - θ)`
+and resets `V_t = g(H_t, S_t)`. With `λ = ∂H_t/∂V_{t-1}` (the leak), `c = ∂H_t/∂X_t` and
+`ρ_t = dV_t/dH_t` (the total derivative through the reset), the BPTT gradient of
+`mean_t S_t` with respect to an input that is the same at every step is
+
+    e = (c/T) Σ_t κ_t σ'(H_t - θ),     κ_0 = 1,   κ_t = 1 + λ ρ_{t-1} κ_{t-1},
+
+σ' the neuron's own surrogate derivative at the pre-reset membrane (computed by autograd
+through the neuron's `surrogate_function`, so any surrogate works). Per neuron type:
+- LIF (spikingjelly): `H = V + (X - (V - V_r))/τ` with `decay_input`, else `H = V - (V - V_r)/τ + X`
+  (`V_r = 0` for soft reset): `λ = 1 - 1/τ` either way, and `c = 1/τ` with `decay_input`, else
+  `c = 1`. The spec's formula (no `c`) is the reference's neuron, which has `decay_input=False`.
+- IF: `H = V + X`: `λ = 1`, `c = 1`.
+Per reset (`ρ_t`):
+- soft, detached reset (`V = H - θ·sg(S)`): `ρ = 1`, so `κ_t = 1 + λ κ_{t-1}` (the spec's case);
+- soft, reset not detached: `ρ = 1 - θ σ'_t`;
+- hard, detached reset (`V = sg(S)·V_r + (1 - sg(S))·H`): `ρ = 1 - S_t`: a spike wipes the
+  membrane's memory of earlier inputs, so `κ` restarts at 1 on the step after a spike;
+- hard, reset not detached: `ρ = 1 - S_t + (V_r - H_t) σ'_t`.
+(The reference code uses the last formula with V_r = 0 for every hard reset, detached or not;
+here the detached case is derived for what spikingjelly computes.) tests/test_rate_bp.py checks
+`e` against torch.autograd through the real spikingjelly neuron for all four cases.
+
+Gradient scale. As in the reference, the loss is back-propagated divided by T: call
+`(loss / T).backward()`, or `scale_grad(loss, T).backward()` to keep the logged value.
+
+Evaluation needs no spike pass: it is the normal model, `model(x_seq)`.
+
+Supported: any model of spikingjelly `LIFNode`/`IFNode` neurons in multi-step mode and layers
+that are linear in their input (conv, linear, average and adaptive average pools, flatten,
+identity, residual adds inside blocks, SEW blocks with `cnf='ADD'`), BatchNorm1d/2d/3d and
+MaxPool2d: every spiking model in the registry. Anything else raises `MethodError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MethodError
+
+Tensor = torch.Tensor
+
+# Leaf modules that are linear (affine) in their input, so rates pass through them unchanged.
+_LINEAR = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.Flatten, nn.Identity,
+)  # fmt: skip
+
+
+@dataclass
+class RateOutput:
+    """What one rate-backprop step returns.
+
+    Shape:
+        logits: `(B, K)`, rate-pass logits with grad (the training prediction).
+        logits_spike: `(T, B, K)`, spike-pass logits, detached (their time-mean equals `logits`).
+        taps: module name -> that module's rate-pass output with grad, leading time axis
+            removed, e.g. `(B, C, H, W)` for a ResNet stage (ESD's branch inputs).
+    """
+
+    logits: Tensor
+    logits_spike: Tensor
+    taps: dict[str, Tensor] = field(default_factory=dict)
+    timesteps: int = 1
+
+
+def rate_step(model: nn.Module, x: Tensor, T: int | None = None, *, taps: Sequence[str] = ()) -> RateOutput:
+    """Both passes of one rate-backprop iteration; call `backward` on `loss / T` afterwards.
+
+    `x` is either a static batch `(B, ...)` with `T` given (direct encoding: repeated T times in
+    the spike pass, fed as it is to the rate pass), or a sequence `(T, B, ...)` with `T=None`
+    (event frames; the rate pass gets its time-mean). `taps` names modules of `model` (as in
+    `named_modules()`, without a DistributedDataParallel `module.` prefix) whose rate-pass
+    outputs are returned in `RateOutput.taps`.
+
+    The caller does the rest:
+        out = rate_step(net, x, T, taps=branches.attach)
+        loss = loss_fn(out.logits, y)         # (B, K) logits; e.g. CE, or ESD's exits
+        (loss / out.timesteps).backward()     # the reference's 1/T gradient scale
+
+    Shape:
+        Input: `(B, C, H, W)` with T, or `(T, B, C, H, W)`. Output: see `RateOutput`.
+    """
+    if T is None:
+        if x.dim() < 2:
+            raise MethodError(f"rate backprop: input of shape {tuple(x.shape)} has no time axis; pass T for a static batch")
+        x_seq, x_rate = x, x.mean(0)
+    else:
+        if T < 1:
+            raise MethodError(f"rate backprop: T = {T} is not allowed; it must be >= 1")
+        x_seq, x_rate = x.unsqueeze(0).expand(T, *x.shape), x
+    rbp = RateBackprop(model)
+    logits_spike = rbp.spike_pass(x_seq)
+    logits, tapped = rbp.rate_pass(x_rate, taps)
+    return RateOutput(logits, logits_spike, tapped, x_seq.shape[0])
+
+
+def scale_grad(loss: Tensor, T: int) -> Tensor:
+    """`loss` as value with gradient `1/T` (the reference's CustomEvaluator): backward on this."""
+    return loss.detach() + (loss / T - (loss / T).detach())
+
+
+class RateBackprop:
+    """The two passes over one model; `rate_step` is the usual entry point.
+
+    `spike_pass` must come before each `rate_pass`: it fills the records the rate pass uses.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.root = _unwrap(model)
+        self.neurons, self.norms, self.pools = _classify(self.root)
+        self._records: dict[nn.Module, list] = {}
+        self._cursor: dict[nn.Module, int] = {}
+
+    # --- pass A ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def spike_pass(self, x_seq: Tensor) -> Tensor:
+        """Run the spiking network on `(T, B, ...)` and record rates, eligibilities, BN statistics.
+
+        Returns the spike-pass logits `(T, B, K)` (no grad).
+        """
+        self._records = {}
+        with self._patched(self._spike_neuron, self._spike_pool), self._hooks(norm_pre=self._record_norm):
+            return self.model(x_seq)
+
+    # --- pass B ------------------------------------------------------------------------------
+    def rate_pass(self, x_rate: Tensor, taps: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """Run the network once on the time-mean input `(B, ...)`, with grad.
+
+        Returns the logits `(B, K)` and the outputs of the modules named in `taps`.
+        """
+        if not self._records:
+            raise MethodError("rate backprop: rate_pass called before spike_pass")
+        modules = dict(self.root.named_modules())
+        missing = [n for n in taps if n not in modules or n == ""]
+        if missing:
+            raise MethodError(f"rate backprop: no module named {missing} in the model; taps must be names from named_modules()")
+        tapped: dict[str, Tensor] = {}
+        handles = [modules[n].register_forward_hook(functools.partial(_tap, tapped, n)) for n in taps]
+        self._cursor = {}
+        try:
+            with self._patched(self._rate_neuron, self._rate_pool, self._rate_norm):
+                z = self.model(x_rate.unsqueeze(0))
+        finally:
+            for h in handles:
+                h.remove()
+        return z[0], tapped
+
+    # --- neurons -----------------------------------------------------------------------------
+    def _spike_neuron(self, node: nn.Module, x_seq: Tensor) -> Tensor:
+        # under --deploy the neuron runs Loihi's integer dynamics and records their eligibility (neurodistill/qat)
+        record = node.__dict__.get("qat_record")
+        spikes, rate, elig = record(x_seq) if record else neuron_record(node, x_seq)
+        self._push(node, (rate, elig))
+        return spikes
+
+    def _rate_neuron(self, node: nn.Module, x: Tensor) -> Tensor:
+        rate, elig = self._pop(node)
+        xe = x * elig
+        return (rate.detach() + xe - xe.detach()).to(x.dtype)
+
+    # --- BatchNorm ---------------------------------------------------------------------------
+    def _record_norm(self, bn: nn.Module, args: tuple) -> None:
+        if _batch_stats(bn):
+            x = args[0]
+            dims = _norm_dims(x)
+            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            var, mean = torch.var_mean(xf, dims, unbiased=False)
+            self._push(bn, (mean, var))
+
+    def _rate_norm(self, bn: nn.Module, x: Tensor, _forward) -> Tensor:
+        if not _batch_stats(bn):
+            return _forward(x)  # eval mode: running statistics, the same affine map in both passes
+        mu_s, var_s = self._pop(bn)
+        dims = _norm_dims(x)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        var_r, mu_r = torch.var_mean(xf, dims, unbiased=False)
+        # Values: the spike-pass statistics. Gradients: through the rate tensor's own statistics.
+        mu = mu_s + (mu_r - mu_r.detach())
+        var = var_s + (var_r - var_r.detach())
+        shape = [1] * x.dim()
+        shape[2] = -1
+        y = (xf - mu.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+        if bn.weight is not None:
+            y = y * bn.weight.view(shape) + bn.bias.view(shape)
+        return y.to(x.dtype)
+
+    # --- max pooling -------------------------------------------------------------------------
+    def _spike_pool(self, pool: nn.Module, x_seq: Tensor, _forward) -> Tensor:
+        out = _forward(x_seq)
+        self._push(pool, (out.mean(0), _maxpool_selection(pool, x_seq)))
+        return out
+
+    def _rate_pool(self, pool: nn.Module, x: Tensor, _forward) -> Tensor:
+        mean, weights = self._pop(pool)
+        k, s, p, d = _pool_geometry(pool)
+        B, C = x.shape[1], x.shape[2]
+        cols = F.unfold(F.pad(x[0].flatten(0, 1).unsqueeze(1), (p[1], p[1], p[0], p[0])), k, dilation=d, stride=s)
+        lin = (weights * cols).sum(1).view(1, B, C, *mean.shape[-2:])
+        return mean.unsqueeze(0).to(x.dtype) + lin - lin.detach()
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _push(self, m: nn.Module, rec) -> None:
+        self._records.setdefault(m, []).append(rec)
+
+    def _pop(self, m: nn.Module):
+        i = self._cursor.get(m, 0)
+        recs = self._records.get(m, [])
+        if i >= len(recs):
+            raise MethodError(
+                f"rate backprop: {type(m).__name__} ran more often in the rate pass than in the spike pass; "
+                "the model's forward must take the same path in both"
+            )
+        self._cursor[m] = i + 1
+        return recs[i]
+
+    @contextmanager
+    def _patched(self, neuron_fn, pool_fn, norm_fn=None) -> Iterator[None]:
+        """Swap the forwards of neurons, pools (and norms) for `fn(module, x[, original])`."""
+        saved = []
+        try:
+            for m in self.neurons:
+                saved.append(_swap_forward(m, lambda x, m=m: neuron_fn(m, x)))
+            for m in self.pools:
+                saved.append(_swap_forward(m, lambda x, m=m, f=m.forward: pool_fn(m, x, f)))
+            if norm_fn is not None:
+                for m in self.norms:
+                    saved.append(_swap_forward(m, lambda x, m=m, f=m.forward: norm_fn(m, x, f)))
+            yield
+        finally:
+            for m, old in reversed(saved):
+                _restore_forward(m, old)
+
+    @contextmanager
+    def _hooks(self, norm_pre) -> Iterator[None]:
+        handles = [m.register_forward_pre_hook(norm_pre) for m in self.norms]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def neuron_record(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Run one spikingjelly LIF/IF neuron over `(T, ...)` from rest: (spikes, rate, eligibility).
+
+    The dynamics are spikingjelly's own (`functional.lif_charge`, `functional.voltage_reset`,
+    the neuron's surrogate for the spike), computed in float32 (float64 for float64 input) as
+    its CPU kernel does; see the module docstring for the eligibility.
+
+    Shape:
+        Input: `(T, ...)`. Output: spikes `(T, ...)`, rate and eligibility `(...)`.
+    """
+    from spikingjelly.activation_based import functional
+
+    lam, c = neuron_leak(node)
+    theta, v_reset, detach = node.v_threshold, node.v_reset, node.detach_reset
+    T = x_seq.shape[0]
+    dtype = torch.promote_types(x_seq.dtype, torch.float32)
+    v = torch.full_like(x_seq[0], 0.0 if v_reset is None else v_reset, dtype=dtype)
+    spikes = torch.empty_like(x_seq)
+    elig = torch.zeros_like(v)
+    rate = torch.zeros_like(v)
+    kappa = torch.ones_like(v)
+    is_lif = _is_lif(node)
+    for t in range(T):
+        x = x_seq[t].to(dtype)
+        h = functional.lif_charge(x, v, node.tau, node.decay_input, v_reset) if is_lif else v + x
+        u = h - theta
+        s = node.surrogate_function(u).to(dtype)
+        sg = surrogate_grad(node.surrogate_function, u)
+        elig += kappa * sg
+        rate += s
+        if v_reset is None:
+            rho = 1.0 if detach else 1.0 - theta * sg
+        else:
+            rho = 1.0 - s if detach else 1.0 - s + (v_reset - h) * sg
+        kappa = 1.0 + lam * rho * kappa
+        v = functional.voltage_reset(h, s, theta, v_reset, detach)
+        spikes[t] = s
+    return spikes, (rate / T).to(x_seq.dtype), (elig * (c / T)).to(x_seq.dtype)
+
+
+def neuron_leak(node: nn.Module) -> tuple[float, float]:
+    """(λ, c) = (∂H_t/∂V_{t-1}, ∂H_t/∂X_t) of a spikingjelly LIF or IF neuron."""
+    if _is_lif(node):
+        return 1.0 - 1.0 / node.tau, (1.0 / node.tau if node.decay_input else 1.0)
+    return 1.0, 1.0
+
+
+def surrogate_grad(fn, u: Tensor) -> Tensor:
+    """σ'(u): the derivative that `fn` (a spikingjelly surrogate) uses in its backward."""
+    with torch.enable_grad():
+        u = u.detach().requires_grad_(True)
+        out = fn(u)
+        (g,) = torch.autograd.grad(out, u, torch.ones_like(out))
+    return g.detach()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _is_lif(node: nn.Module) -> bool:
+    from spikingjelly.activation_based import neuron
+
+    return isinstance(node, neuron.LIFNode)
+
+
+def _classify(root: nn.Module) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]]:
+    """(neurons, batch norms, max pools) of a model, or MethodError naming what is unsupported."""
+    from spikingjelly.activation_based import base, neuron
+
+    neurons, norms, pools, bad = [], [], [], []
+    inside: list[str] = []  # neurons' own submodules (their surrogate functions) are theirs
+    for name, m in root.named_modules():
+        label = name or type(root).__name__
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        if isinstance(m, (neuron.LIFNode, neuron.IFNode)):
+            if getattr(m, "step_mode", "m") != "m":
+                bad.append(f"{label} ({type(m).__name__} in single-step mode; set step_mode='m')")
+            neurons.append(m)
+            inside.append(name)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if _is_plain_bn(m):
+                norms.append(m)
+            else:  # e.g. threshold-dependent or temporal-effective BN: not a per-channel affine map of batch stats
+                bad.append(f"{label} ({type(m).__name__})")
+        elif isinstance(m, nn.MaxPool2d):
+            if m.ceil_mode or m.return_indices:
+                bad.append(f"{label} (MaxPool2d with ceil_mode or return_indices)")
+            pools.append(m)
+        elif getattr(m, "cnf", "ADD") != "ADD":
+            bad.append(f"{label} (SEW block with cnf={m.cnf!r}; only 'ADD' is linear)")
+        elif isinstance(m, base.MemoryModule) or (_is_leaf(m) and not isinstance(m, _LINEAR)):
+            bad.append(f"{label} ({type(m).__name__})")
+    if not neurons:
+        raise MethodError("rate backprop needs a spiking model (spikingjelly neurons); this model has none")
+    if bad:
+        raise MethodError(
+            f"rate backprop does not support {', '.join(bad)}; supported: spikingjelly LIFNode/IFNode (multi-step), "
+            "BatchNorm1d/2d/3d, MaxPool2d, and linear layers (conv, linear, avg pools, flatten, residual add)"
+        )
+    return neurons, norms, pools
+
+
+def _is_leaf(m: nn.Module) -> bool:
+    """A module with no children, other than an empty Sequential (an identity shortcut)."""
+    return not isinstance(m, nn.Sequential) and next(m.children(), None) is None
+
+
+def _is_plain_bn(m: nn.Module) -> bool:
+    """nn.BatchNorm*d or spikingjelly's layer.BatchNorm*d (which only folds T into the batch)."""
+    from spikingjelly.activation_based import layer
+
+    return type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, layer.BatchNorm1d, layer.BatchNorm2d, layer.BatchNorm3d)
+
+
+def _batch_stats(bn: nn.Module) -> bool:
+    """Whether the BatchNorm normalises with batch statistics (torch's rule)."""
+    return bn.training or bn.running_mean is None
+
+
+def _norm_dims(x: Tensor) -> list[int]:
+    """All dims but the channel dim 2 of a multi-step `(T, B, C, ...)` tensor."""
+    return [d for d in range(x.dim()) if d != 2]
+
+
+def _tap(store: dict[str, Tensor], name: str, _module, _args, out: Tensor) -> None:
+    store[name] = out[0]
+
+
+def _swap_forward(m: nn.Module, fn):
+    old = m.__dict__.get("forward")
+    m.forward = fn
+    return m, old
+
+
+def _restore_forward(m: nn.Module, old) -> None:
+    if old is None:
+        m.__dict__.pop("forward", None)
+    else:
+        m.forward = old
+
+
+def _pool_geometry(pool: nn.MaxPool2d):
+    pair = torch.nn.modules.utils._pair
+    k, s, p, d = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size), pair(pool.padding), pair(pool.dilation)
+    return k, s, p, d
+
+
+def _maxpool_selection(pool: nn.MaxPool2d, x_seq: Tensor) -> Tensor:
+    """Fraction of steps in which each window position held the max: `(B*C, k*k, L)`."""
+    k, s, p, d = _pool_geometry(pool)
+    kk = math.prod(k)
+    acc = None
+    for t in range(x_seq.shape[0]):
+        xt = F.pad(x_seq[t].flatten(0, 1).unsqueeze(1), (p[1], p[1], p[0], p[0]), value=float("-inf"))
+        cols = F.unfold(xt, k, dilation=d, stride=s)  # (B*C, k*k, L)
+        win = F.one_hot(cols.argmax(1), kk).transpose(1, 2).to(x_seq.dtype)
+        acc = win if acc is None else acc + win
+    return acc / x_seq.shape[0]
+
+
+__all__ = [
+    "RateBackprop", "RateOutput", "neuron_leak", "neuron_record", "rate_step", "scale_grad", "surrogate_grad",
+]  # fmt: skip
