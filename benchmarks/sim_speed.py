@@ -88,10 +88,10 @@ def deep_resnet(n: int, repeat: int) -> dict:
 
     import torch
 
+    from neurodistill.core.fxp import run_fxp
+    from neurodistill.core.loihi2 import encoding_bias, encoding_current
     from neurodistill.export.bundle import export_loihi2
     from neurodistill.export.graph_io import read_graph
-    from neurodistill.export.loihi2 import encoding_bias, encoding_current
-    from neurodistill.sim.fxp import run_fxp
     from neurodistill.train.checkpoint import load_checkpoint
     from neurodistill.train.loop import model_from_checkpoint
 
@@ -129,10 +129,10 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
+    from neurodistill.core.fxp import run_fxp
+    from neurodistill.core.loihi2 import encoding_bias, encoding_current
     from neurodistill.data.digits import digits_arrays
     from neurodistill.export.graph_io import read_graph
-    from neurodistill.export.loihi2 import encoding_bias, encoding_current
-    from neurodistill.sim.fxp import run_fxp
     from neurodistill.sim.run import _lava_spikes
     from neurodistill.train.checkpoint import load_checkpoint
     from neurodistill.train.loop import model_from_checkpoint

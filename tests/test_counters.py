@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+from neurodistill.core.counters import count, fanout_map
+from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
 from neurodistill.export.resources import connections
-from neurodistill.report.counters import count, fanout_map
 
 
 def test_linear_4_to_3_with_two_spikes_is_six_events():

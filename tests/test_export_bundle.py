@@ -14,13 +14,13 @@ from click.testing import CliRunner
 
 from neurodistill.cli import main
 from neurodistill.config import resolve
+from neurodistill.core.float_graph import run_float
+from neurodistill.core.fxp import run_fxp
+from neurodistill.core.loihi2 import encoding_bias, encoding_current
 from neurodistill.data.digits import digits_arrays
 from neurodistill.export.graph_io import read_graph
-from neurodistill.export.loihi2 import encoding_bias, encoding_current
 from neurodistill.export.nir_deploy import to_nir
 from neurodistill.export.nir_import import from_nir_to_torch
-from neurodistill.sim.float_graph import run_float
-from neurodistill.sim.fxp import run_fxp
 from neurodistill.train import load_checkpoint, save_checkpoint, train
 
 from .test_cli_errors import assert_user_error
@@ -287,7 +287,7 @@ def test_netx_is_not_written_when_lava_would_change_a_dense_layer():
     backend then builds it from deploy.h5), rather than a file Lava would run differently."""
     import numpy as np
 
-    from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+    from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
     from neurodistill.export.netx_writer import netx_unsupported_reason
 
     def graph(w):

@@ -7,12 +7,12 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
+from neurodistill.core.capture import capture
+from neurodistill.core.float_graph import run_float
+from neurodistill.core.graph import INPUT
 from neurodistill.errors import UnsupportedLayerError
-from neurodistill.export.capture import capture
-from neurodistill.export.graph import INPUT
 from neurodistill.models import NeuronConfig, create_model, list_models
 from neurodistill.models.base import Net
-from neurodistill.sim.float_graph import run_float
 
 SPIKING = [s.name for s in list_models() if s.spiking]
 

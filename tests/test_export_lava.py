@@ -14,11 +14,11 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
-from neurodistill.export.capture import capture
-from neurodistill.export.loihi2 import encoding_bias, encoding_current, quantize_graph
+from neurodistill.core.capture import capture
+from neurodistill.core.fxp import run_fxp
+from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.export.netx_writer import write_netx
 from neurodistill.models.base import Net
-from neurodistill.sim.fxp import run_fxp
 
 from .conftest import ROOT
 

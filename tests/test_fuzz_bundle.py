@@ -459,8 +459,8 @@ def consume(bundle: Path, changed: str, out: Path, outputs: dict | None = None) 
 
 def _netx_run(path: Path) -> dict[str, np.ndarray]:
     """read_netx, then a few fixed-point steps of the graph it read (fixed seeded input): its spikes and voltages."""
-    from neurodistill.report.counters import count
-    from neurodistill.sim.fxp_spikes import input_mode, run_fxp_spike_input
+    from neurodistill.core.counters import count
+    from neurodistill.core.fxp_spikes import input_mode, run_fxp_spike_input
     from neurodistill.sim.netx_reader import read_netx
 
     graph = read_netx(path)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from neurodistill.sim.fxp import run_fxp, windows_suffice
-from neurodistill.sim.fxp_spikes import run_fxp_spike_input
+from neurodistill.core.fxp import run_fxp, windows_suffice
+from neurodistill.core.fxp_spikes import run_fxp_spike_input
+from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
 
 M = 2**23
 

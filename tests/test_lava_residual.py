@@ -17,12 +17,12 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
-from neurodistill.export.capture import capture
+from neurodistill.core.capture import capture
+from neurodistill.core.fxp import run_fxp
+from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.export.graph_io import write_graph
-from neurodistill.export.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.models.base import Net
 from neurodistill.models.resnet import BasicBlock
-from neurodistill.sim.fxp import run_fxp
 
 from .conftest import ROOT
 from .test_export_lava import conv_net

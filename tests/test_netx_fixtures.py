@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from neurodistill.core.fxp_spikes import input_mode, run_fxp_spike_input
+from neurodistill.core.graph import INPUT
 from neurodistill.errors import CheckpointError, UnsupportedLayerError
-from neurodistill.export.graph import INPUT
-from neurodistill.sim.fxp_spikes import input_mode, run_fxp_spike_input
 from neurodistill.sim.netx_reader import effective_dense_weight, read_netx
 
 from .conftest import ROOT

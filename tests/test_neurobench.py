@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from neurodistill.cli import main
-from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from neurodistill.report import neurobench as nd
+from neurodistill.core import neurobench as nd
+from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
 
 N, BATCH = 40, 8  # 8 samples per call keep NeuroBench's float32 sums of one call below 2^24 (exact)
 
@@ -187,9 +187,9 @@ def test_pruned_network_zero_weights_and_inputs(sim_bundle):
     from neurobench.metrics.static import ConnectionSparsity, Footprint
     from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
 
-    from neurodistill.export.capture import capture
-    from neurodistill.report.counters import windows
-    from neurodistill.sim.float_graph import run_float
+    from neurodistill.core.capture import capture
+    from neurodistill.core.counters import windows
+    from neurodistill.core.float_graph import run_float
 
     folded, T = _folded(sim_bundle)
     with torch.no_grad():
@@ -255,7 +255,7 @@ def _tiny() -> tuple[DeployGraph, torch.Tensor]:
 
 
 def test_tiny_network_by_hand():
-    from neurodistill.sim.float_graph import run_float
+    from neurodistill.core.float_graph import run_float
 
     graph, x = _tiny()
     run = run_float(graph, x.unsqueeze(0).expand(2, 1, 3).float(), record=True)

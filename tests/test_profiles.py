@@ -238,8 +238,8 @@ def test_counts_vocabulary_matches_counters():
     import numpy as np
     import torch
 
-    from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-    from neurodistill.report.counters import count
+    from neurodistill.core.counters import count
+    from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
 
     pops = [Population("a", (4,), Neuron("lif"), depth=0), Population("r", (3,), Neuron("readout"), depth=1)]
     syns = [Synapse("enc", "dense", INPUT, "a", np.ones((4, 2)), (2,), (4,), dense_ops=8),

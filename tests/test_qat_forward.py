@@ -9,15 +9,15 @@ import torch
 from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
+from neurodistill.core.capture import capture
+from neurodistill.core.fxp import run_fxp
+from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.errors import UnsupportedLayerError
 from neurodistill.export.bundle import dataset_samples
-from neurodistill.export.capture import capture
-from neurodistill.export.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.models import NeuronConfig, create_model
 from neurodistill.models.base import Net
 from neurodistill.qat.deploy import deploy_graph, fxp_accuracy
 from neurodistill.qat.forward import Deployment
-from neurodistill.sim.fxp import run_fxp
 
 from .test_export_capture import _randomise_bn
 

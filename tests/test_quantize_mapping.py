@@ -25,15 +25,15 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
+from neurodistill.core.capture import capture
+from neurodistill.core.float_graph import run_float
+from neurodistill.core.fxp import run_fxp
+from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
+from neurodistill.core.quantize import quantize_weights, weight_grid
 from neurodistill.errors import HardwareConstraintError
-from neurodistill.export.capture import capture
-from neurodistill.export.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from neurodistill.export.loihi2 import encoding_bias, encoding_current, quantize_graph
-from neurodistill.export.quantize import quantize_weights, weight_grid
 from neurodistill.export.resources import connections, load_limits, map_resources
 from neurodistill.models.base import Net
-from neurodistill.sim.float_graph import run_float
-from neurodistill.sim.fxp import run_fxp
 
 from .conftest import ROOT
 

@@ -9,8 +9,8 @@ grouped convolutions: a net whose shortcuts are all 1x1 convs goes through `impo
 unchanged; the net with an identity shortcut goes through spikingjelly's node map plus a
 one-line `Scale` (x * s) for that node.
 (b) With grid-exact weights, biases and inputs and IF neurons (no leak), the fixed-point
-simulator is documented to be exact (export/loihi2.py: "without leak every state is a multiple
-of 64 and vth = ceil(theta) - 1 is exact"; sim/fxp.py: population at depth d starts at step d):
+simulator is documented to be exact (core/loihi2.py: "without leak every state is a multiple
+of 64 and vth = ceil(theta) - 1 is exact"; core/fxp.py: population at depth d starts at step d):
 every population's `run_fxp` spikes equal the spikingjelly model's spikes shifted by its depth,
 and the readout voltage equals 64 * scale * the sum of the model's logits.
 """
@@ -24,14 +24,14 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
+from neurodistill.core.capture import capture
+from neurodistill.core.float_graph import run_float
+from neurodistill.core.fxp import run_fxp
+from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.export.bundle import dataset_samples, export_module_loihi2
-from neurodistill.export.capture import capture
 from neurodistill.export.graph_io import read_graph
-from neurodistill.export.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.models.base import Net
 from neurodistill.models.resnet import BasicBlock
-from neurodistill.sim.float_graph import run_float
-from neurodistill.sim.fxp import run_fxp
 
 from .test_lava_residual import SHAPE, residual_net, trained_like
 

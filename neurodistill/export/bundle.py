@@ -102,11 +102,11 @@ def export_module_loihi2(model: torch.nn.Module, input_shape: tuple[int, ...], x
     Shape:
         x: calibration inputs `(N, *input_shape)` (static images, direct encoding); y: labels `(N,)`.
     """
-    from ..sim.float_graph import run_float
-    from ..sim.fxp import run_fxp
-    from .capture import capture
+    from ..core.capture import capture
+    from ..core.float_graph import run_float
+    from ..core.fxp import run_fxp
+    from ..core.loihi2 import encoding_bias, encoding_current, quantize_graph
     from .graph_io import write_graph
-    from .loihi2 import encoding_bias, encoding_current, quantize_graph
     from .netx_writer import netx_unsupported_reason, write_netx
     from .nir_deploy import to_nir
     from .nir_float import write_nir

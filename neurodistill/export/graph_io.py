@@ -15,11 +15,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+from ..core.quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, WEIGHT_MIN
 from ..errors import CheckpointError
 from ..io.hdf5 import open_hdf5
 from ..io.output import atomic_write
-from .graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from .quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, WEIGHT_MIN
 
 FORMAT, VERSION = "neurodistill-deploy", 1
 

@@ -15,7 +15,7 @@ import nir
 import numpy as np
 
 from .. import __version__
-from .graph import INPUT, DeployGraph, Neuron
+from ..core.graph import INPUT, DeployGraph, Neuron
 from .nir_float import INTEGRATION, LIF_CONVENTION, READOUT_LOGITS, THRESHOLD_RULE
 
 

@@ -223,7 +223,7 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module) -> t
     Computed in float64 and returned in `weight`'s dtype, so the only rounding is the final one.
     A BatchNorm without affine parameters has g = 1, beta = 0.
     """
-    from .fold import fold_bn as fold_arrays
+    from ..core.fold import fold_bn as fold_arrays
 
     n = weight.shape[0]
     b = np.zeros(n) if bias is None else bias.detach().double().cpu().numpy()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.graph import DeployGraph
 from ..errors import ConfigError, HardwareConstraintError
-from .graph import DeployGraph
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..export.capture import capture
-from ..export.graph import DeployGraph
-from ..export.loihi2 import encoding_bias, encoding_current, quantize_graph
-from ..sim.fxp import run_fxp
+from ..core.capture import capture
+from ..core.fxp import run_fxp
+from ..core.graph import DeployGraph
+from ..core.loihi2 import encoding_bias, encoding_current, quantize_graph
 from .forward import Deployment
 
 

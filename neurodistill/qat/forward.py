@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.fxp import UV_MAX, wrap24, wrap_u
+from ..core.loihi2 import population_scale, threshold_units, v_decay, v_th_mant
+from ..core.quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, weight_grid
 from ..errors import UnsupportedLayerError
-from ..export.loihi2 import population_scale, threshold_units, v_decay, v_th_mant
-from ..export.quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, weight_grid
-from ..sim.fxp import UV_MAX, wrap24, wrap_u
 from .plan import Plan, PopPlan, TermPlan, build_plan, fold_bias, fold_weight
 
 Tensor = torch.Tensor
@@ -354,7 +354,7 @@ class Deployment:
 
 
 def _as_population(p: PopPlan):
-    from ..export.graph import Population
+    from ..core.graph import Population
 
     return Population(p.name, p.shape, p.neuron)
 
@@ -374,8 +374,8 @@ def _restore(m: nn.Module, old) -> None:
 
 def calibrate_encoding(model: nn.Module, input_shape: tuple[int, ...], weight_bits: int, x_calib: Tensor) -> float:
     """The encoding population's scale export would choose on these calibration inputs."""
-    from ..export.capture import capture
-    from ..export.loihi2 import encoding_current
+    from ..core.capture import capture
+    from ..core.loihi2 import encoding_current
 
     graph = capture(model, input_shape)
     current = encoding_current(graph, x_calib.detach().cpu().numpy())

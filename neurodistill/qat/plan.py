@@ -1,6 +1,6 @@
 """Which modules compute each synapse, bias and population of the deployment graph.
 
-`export/capture.py` folds BatchNorm, pooling and residual adds into float arrays. Training
+`core/capture.py` folds BatchNorm, pooling and residual adds into float arrays. Training
 needs the same folding as a function of the live parameters, so this walker runs capture's
 trace and records, per synapse term, the conv/linear module, the BatchNorm modules folded
 into it and the pooling before it, and per population the expression its bias was built from.
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from ..core.capture import Current, Walker, walk
+from ..core.fold import pull_back
+from ..core.graph import INPUT, Neuron
 from ..errors import UnsupportedLayerError
-from ..export.capture import Current, Walker, walk
-from ..export.fold import pull_back
-from ..export.graph import INPUT, Neuron
 
 Tensor = torch.Tensor
 

@@ -92,8 +92,8 @@ def checkpoint_entry(dep: Deployment, model: nn.Module) -> dict:
 def evaluate_fxp(dep: Deployment, model: nn.Module, loader, timesteps: int, device, d) -> dict[str, float]:
     """Accuracy of the deployed network in `run_fxp` over a (sharded) loader, summed over processes."""
     from .. import distributed
-    from ..export.loihi2 import encoding_bias, encoding_current
-    from ..sim.fxp import run_fxp
+    from ..core.fxp import run_fxp
+    from ..core.loihi2 import encoding_bias, encoding_current
     from .deploy import deploy_graph
 
     graph = deploy_graph(dep, model, timesteps)
@@ -115,7 +115,7 @@ def weight_report(dep: Deployment, model: nn.Module) -> list[dict]:
     The scales are export's rule on these weights, so at the start of QAT this is post-training
     quantization's error.
     """
-    from ..export.quantize import weight_grid
+    from ..core.quantize import weight_grid
     from .plan import fold_weight
 
     modules = dict(model.named_modules())

@@ -19,18 +19,18 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..core import neurobench
+from ..core.counters import count, merge_counts, windows
+from ..core.float_graph import run_float
+from ..core.fxp import run_fxp
+from ..core.loihi2 import encoding_bias, encoding_current
 from ..data.samples import dataset_samples
 from ..errors import CheckpointError, ConfigError
 from ..export.graph_io import read_graph
 from ..export.inspect import check_bundle_files, check_manifest_graph, read_manifest
-from ..export.loihi2 import encoding_bias, encoding_current
 from ..io.limits import MAX_SAMPLES, check_range
 from ..io.output import check_out, write_dir
 from ..progress import progress as bar
-from ..report import neurobench
-from ..report.counters import count, merge_counts, windows
-from .float_graph import run_float
-from .fxp import run_fxp
 from .lava_env import lava_python as checked_lava_python
 from .step_accuracy import from_logits, from_readout, readout_window
 from .step_accuracy import summarize as per_step_summary

@@ -20,14 +20,14 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..core.counters import count, merge_counts
+from ..core.fxp_spikes import input_mode, run_fxp_spike_input
+from ..core.graph import INPUT, DeployGraph
 from ..errors import ConfigError, DatasetError
-from ..export.graph import INPUT, DeployGraph
 from ..io.files import file_sha256, input_file
 from ..io.limits import MAX_TIMESTEPS, check_memory, check_range
 from ..io.npz import member_names, read_arrays
 from ..io.output import check_out
-from ..report.counters import count, merge_counts
-from .fxp_spikes import input_mode, run_fxp_spike_input
 from .lava_env import lava_python as checked_lava_python
 from .netx_reader import read_netx
 from .run import LAYER_KEYS, count_fields, resolve_device, run_lava_script, write_simulation

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..export.graph import DeployGraph
+from ..core.graph import DeployGraph
 from ..export.nir_deploy import node_name
 from ..io.output import atomic_write
 

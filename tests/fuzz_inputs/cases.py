@@ -251,7 +251,7 @@ def _foreign_nir(root: Path) -> None:
 
 
 def _net_inputs(base: Base) -> None:
-    from neurodistill.sim.fxp_spikes import input_mode
+    from neurodistill.core.fxp_spikes import input_mode
     from neurodistill.sim.netx_reader import read_netx
 
     graph = read_netx(base.root / BUNDLE / "network.net")

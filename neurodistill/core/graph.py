@@ -38,7 +38,7 @@ class Population:
     shape: tuple[int, ...]  # per sample: (C, H, W) or (N,)
     neuron: Neuron
     depth: int = 0  # synapse layers between the encoding population and this one (longest path)
-    # Filled in by quantization (Loihi units; see export/loihi2.py):
+    # Filled in by quantization (Loihi units; see core/loihi2.py):
     scale: float | None = None  # power of two: weight LSBs per float unit
     i_decay: int | None = None
     v_decay: int | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..export.graph import INPUT, DeployGraph, Neuron, Synapse
+from .graph import INPUT, DeployGraph, Neuron, Synapse
 
 
 def synapse_forward(syn: Synapse, s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from ..export.graph import INPUT, DeployGraph
 from .fxp import run_populations
+from .graph import INPUT, DeployGraph
 
 
 def input_mode(graph: DeployGraph) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..export.graph import INPUT, DeployGraph, Synapse
+from .graph import INPUT, DeployGraph, Synapse
 
 
 def fanout_map(syn: Synapse) -> torch.Tensor:

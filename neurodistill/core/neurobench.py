@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..export.graph import INPUT, DeployGraph, Synapse
-from ..sim.float_graph import neuron_step, synapse_forward
 from .counters import fanout_map
+from .float_graph import neuron_step, synapse_forward
+from .graph import INPUT, DeployGraph, Synapse
 
 NEUROBENCH_VERSION = "2.3.0"  # whose definitions these are (tests run that release)
 FLOAT_BYTES = 4  # the float network is float32, as trained and as NeuroBench is given it

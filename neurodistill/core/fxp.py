@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..export.graph import INPUT, DeployGraph, Synapse
+from .graph import INPUT, DeployGraph, Synapse
 
 UV_MAX = 2**23  # 24-bit u and v
 

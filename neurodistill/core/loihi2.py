@@ -138,7 +138,7 @@ def encoding_current(graph: DeployGraph, x) -> np.ndarray:
     """The host-side encoding layer's output (float) for a batch of static inputs `x (B, C, H, W)`."""
     import torch
 
-    from ..sim.float_graph import synapse_forward
+    from .float_graph import synapse_forward
 
     enc = graph.encoding[0]
     pop = graph.population(enc.target)
