@@ -23,7 +23,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, UnsupportedLayerError
+from ..errors import CheckpointError, ConfigError, NeurodistillError, UnsupportedLayerError
 from ..io.output import atomic_write
 from ..models.checkpoint import checkpoint_timesteps, load_checkpoint, model_from_checkpoint
 
@@ -331,7 +331,7 @@ def export_onnx_bundle(ckpt_path: Path, out_dir: Path, timesteps: int | None, ve
 def _load(path: Path) -> dict[str, Any]:
     try:
         return load_checkpoint(path)
-    except CheckpointError:
+    except NeurodistillError:  # load_checkpoint's own verdict (a refused pickle global included) stands
         raise
     except Exception as e:
         # torch's weights-only unpickler raises KeyError/IndexError/... on arbitrary bytes,
