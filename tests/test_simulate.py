@@ -142,11 +142,15 @@ def test_bad_bundles(bundle, tmp_path):
 def test_device_choice(bundle, tmp_path):
     import torch
 
-    from neurodistill.sim.run import resolve_device
+    from neurodistill.devices import resolve_device
+    from neurodistill.errors import ConfigError
 
     has_cuda = torch.cuda.is_available()
     assert resolve_device("auto") == torch.device("cuda" if has_cuda else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", "cuda:-1"):  # the one rule train and simulate share
+        with pytest.raises(ConfigError, match="is not allowed; choose auto, cpu, cuda or cuda:N"):
+            resolve_device(bad)
     if has_cuda:  # auto runs on the GPU: its counts equal the CPU's exactly
         cpu = _sim(bundle, tmp_path / "c", "fxp", 20, "--device", "cpu")
         assert cpu["layers"] == _sim(bundle, tmp_path / "a", "fxp", 20, "--device", "auto")["layers"]

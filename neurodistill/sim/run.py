@@ -28,6 +28,7 @@ from ..data.samples import dataset_samples
 from ..errors import CheckpointError, ConfigError
 from ..export.graph_io import read_graph
 from ..export.inspect import check_bundle_files, check_manifest_graph, read_manifest
+from ..devices import resolve_device
 from ..io.limits import MAX_SAMPLES, check_range
 from ..io.output import check_out, write_dir
 from ..progress import progress as bar
@@ -40,16 +41,6 @@ BACKENDS = ("fxp", "float", "lava")
 SIM_FILES = ("simulation.json", "spikes.h5")  # what simulate writes
 RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx.py"  # chain bundles: network.net via netx
 GRAPH_RUNNER = RUNNER.with_name("run_graph.py")  # every other graph: Lava processes built from deploy.h5
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device {name!r} is not allowed; choose auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} asked for, but this torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 def bundle_id(bundle: Path) -> str:

@@ -35,6 +35,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .. import distributed
 from ..config import TrainConfig
 from ..data import DatasetInfo, load_dataset
+from ..devices import resolve_device
 from ..distill import Trainee, build_step, check_backprop, needs_teacher
 from ..errors import CheckpointError, ConfigError, MethodError
 from ..io.files import inside, kind_of
@@ -61,14 +62,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device = 'cuda' but CUDA is not available here; use --device cpu or auto")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def model_meta(name: str, info: DatasetInfo, cfg: TrainConfig) -> dict[str, Any]:
