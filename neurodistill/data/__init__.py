@@ -51,11 +51,6 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return deco
 
 
-def dataset_names() -> list[str]:
-    _import_loaders()
-    return sorted(_LOADERS)
-
-
 def load_dataset(
     name: str, data_dir: str | Path | None = None, options: DataOptions | None = None
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
