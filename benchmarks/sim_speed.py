@@ -91,7 +91,7 @@ def deep_resnet(n: int, repeat: int) -> dict:
     from neurodistill.core.fxp import run_fxp
     from neurodistill.core.loihi2 import encoding_bias, encoding_current
     from neurodistill.export.bundle import export_loihi2
-    from neurodistill.export.graph_io import read_graph
+    from neurodistill.formats.deploy_h5 import read_graph
     from neurodistill.train.checkpoint import load_checkpoint
     from neurodistill.train.loop import model_from_checkpoint
 
@@ -132,7 +132,7 @@ def main() -> int:
     from neurodistill.core.fxp import run_fxp
     from neurodistill.core.loihi2 import encoding_bias, encoding_current
     from neurodistill.data.digits import digits_arrays
-    from neurodistill.export.graph_io import read_graph
+    from neurodistill.formats.deploy_h5 import read_graph
     from neurodistill.sim.run import _lava_spikes
     from neurodistill.train.checkpoint import load_checkpoint
     from neurodistill.train.loop import model_from_checkpoint

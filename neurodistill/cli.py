@@ -123,7 +123,7 @@ class CLI(click.Group):
 
 
 def _nir_consumers() -> list[str]:
-    from .export.nir_consumers import names
+    from .formats.nir.consumers import names
 
     return names()
 

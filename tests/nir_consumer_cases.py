@@ -19,7 +19,8 @@ import pytest
 import torch
 from torch import nn
 
-from neurodistill.export.nir_float import folded_copy, to_nir_graph
+from neurodistill.formats.nir.exportable import folded_copy
+from neurodistill.formats.nir.from_torch import to_nir_graph
 
 from .test_export_nir_float import lif_spikes
 from .test_lava_residual import SHAPE as RESIDUAL_SHAPE
@@ -120,7 +121,7 @@ def cli_export_and_run(tmp_path, consumer: str, run) -> nir.NIRGraph:
 def refusal(graph: nir.NIRGraph, consumer: str, start: str) -> str:
     """The one-line UnsupportedLayerError `adapt_for(graph, consumer)` raises; it must begin with `start`."""
     from neurodistill.errors import UnsupportedLayerError
-    from neurodistill.export.nir_consumers import adapt_for
+    from neurodistill.formats.nir.consumers import adapt_for
 
     with pytest.raises(UnsupportedLayerError) as e:
         adapt_for(graph, consumer)

@@ -196,7 +196,7 @@ def test_deploy_graph_dataset_errors(bundle, tmp_path):
 
 
 def test_nir_file_errors(bundle, tmp_path):
-    from neurodistill.export.nir_import import from_nir_to_torch
+    from neurodistill.formats.nir.to_torch import from_nir_to_torch
 
     bad = tmp_path / "network.nir"
     data = (bundle / "network.nir").read_bytes()

@@ -18,9 +18,9 @@ from neurodistill.core.float_graph import run_float
 from neurodistill.core.fxp import run_fxp
 from neurodistill.core.loihi2 import encoding_bias, encoding_current
 from neurodistill.data.digits import digits_arrays
-from neurodistill.export.graph_io import read_graph
-from neurodistill.export.nir_deploy import to_nir
-from neurodistill.export.nir_import import from_nir_to_torch
+from neurodistill.formats.deploy_h5 import read_graph
+from neurodistill.formats.nir.deploy import to_nir
+from neurodistill.formats.nir.to_torch import from_nir_to_torch
 from neurodistill.train import load_checkpoint, save_checkpoint, train
 
 from .test_cli_errors import assert_user_error
@@ -288,7 +288,7 @@ def test_netx_is_not_written_when_lava_would_change_a_dense_layer():
     import numpy as np
 
     from neurodistill.core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-    from neurodistill.export.netx_writer import netx_unsupported_reason
+    from neurodistill.formats.netx.writer import netx_unsupported_reason
 
     def graph(w):
         pops = [Population("a", (3,), Neuron("lif"), 0, 1.0, 4096, 2048, 10, np.zeros(3, np.int64)),

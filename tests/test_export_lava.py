@@ -17,7 +17,7 @@ from torch import nn
 from neurodistill.core.capture import capture
 from neurodistill.core.fxp import run_fxp
 from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
-from neurodistill.export.netx_writer import write_netx
+from neurodistill.formats.netx.writer import write_netx
 from neurodistill.models.base import Net
 
 from .conftest import ROOT

@@ -11,16 +11,13 @@ import torch
 from torch import nn
 
 from neurodistill.errors import CheckpointError, ConfigError, UnsupportedLayerError
-from neurodistill.export.nir_consumers import DEFAULT, adapt_for
-from neurodistill.export.nir_float import (
-    NIR_FILE,
-    READOUT_LOGITS,
-    export_nir_float,
-    folded_copy,
-    to_nir_graph,
-    write_nir,
-)
-from neurodistill.export.nir_import import from_nir_to_torch
+from neurodistill.export.nir_target import export_nir_float
+from neurodistill.formats.nir.consumers import DEFAULT, adapt_for
+from neurodistill.formats.nir.conventions import READOUT_LOGITS
+from neurodistill.formats.nir.exportable import folded_copy
+from neurodistill.formats.nir.file import NIR_FILE, write_nir
+from neurodistill.formats.nir.from_torch import to_nir_graph
+from neurodistill.formats.nir.to_torch import from_nir_to_torch
 from neurodistill.models import create_model
 
 T = 4

@@ -461,7 +461,7 @@ def _netx_run(path: Path) -> dict[str, np.ndarray]:
     """read_netx, then a few fixed-point steps of the graph it read (fixed seeded input): its spikes and voltages."""
     from neurodistill.core.counters import count
     from neurodistill.core.fxp_spikes import input_mode, run_fxp_spike_input
-    from neurodistill.sim.netx_reader import read_netx
+    from neurodistill.formats.netx.reader import read_netx
 
     graph = read_netx(path)
     steps = 6  # enough for spikes to reach the second population (the oracle compares them)
@@ -484,7 +484,7 @@ NIR_INPUT = torch.rand(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(3)
 
 def _nir_run(path: Path) -> np.ndarray:
     """The NIR graph imported into torch, run on a fixed input: its output per step."""
-    from neurodistill.export.nir_import import from_nir_to_torch
+    from neurodistill.formats.nir.to_torch import from_nir_to_torch
 
     module = from_nir_to_torch(path)
     try:

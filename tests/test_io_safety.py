@@ -151,9 +151,9 @@ def test_the_strace_check_sees_libhdf5_follow_a_link(decoys, tmp_path):
 
 
 def test_in_process_readers_refuse_each_kind(bundle, decoys, tmp_path):
-    from neurodistill.export.graph_io import read_graph
-    from neurodistill.export.nir_import import read_nir_file
-    from neurodistill.sim.netx_reader import read_netx
+    from neurodistill.formats.deploy_h5 import read_graph
+    from neurodistill.formats.netx.reader import read_netx
+    from neurodistill.formats.nir.file import read_nir_file
 
     readers = {"deploy.h5": read_graph, "network.net": read_netx, "network.nir": read_nir_file}
     for file, (dataset, _) in KINDS.items():

@@ -20,7 +20,7 @@ from torch import nn
 from neurodistill.core.capture import capture
 from neurodistill.core.fxp import run_fxp
 from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
-from neurodistill.export.graph_io import write_graph
+from neurodistill.formats.deploy_h5 import write_graph
 from neurodistill.models.base import Net
 from neurodistill.models.resnet import BasicBlock
 

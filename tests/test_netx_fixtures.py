@@ -22,7 +22,7 @@ import torch
 from neurodistill.core.fxp_spikes import input_mode, run_fxp_spike_input
 from neurodistill.core.graph import INPUT
 from neurodistill.errors import CheckpointError, UnsupportedLayerError
-from neurodistill.sim.netx_reader import effective_dense_weight, read_netx
+from neurodistill.formats.netx.reader import effective_dense_weight, read_netx
 
 from .conftest import ROOT
 

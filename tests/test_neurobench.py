@@ -29,7 +29,7 @@ N, BATCH = 40, 8  # 8 samples per call keep NeuroBench's float32 sums of one cal
 
 def _folded(bundle: Path) -> tuple[nn.Module, int]:
     from neurodistill.export.bundle import load_model
-    from neurodistill.export.nir_float import folded_copy
+    from neurodistill.formats.nir.exportable import folded_copy
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     return folded_copy(load_model(Path(manifest["source"]))[1]), int(manifest["timesteps"])
@@ -216,7 +216,7 @@ def test_fxp_counts_the_zeros_of_the_deployed_weights(sim_bundle, tmp_path):
     """fxp runs the 8-bit mantissas: ConnectionSparsity is that of a network holding them, as neurobench counts it."""
     from neurobench.metrics.static import ConnectionSparsity
 
-    from neurodistill.export.graph_io import read_graph
+    from neurodistill.formats.deploy_h5 import read_graph
 
     res = CliRunner().invoke(main, ["simulate", str(sim_bundle), "--samples", "8", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from neurodistill.errors import UnsupportedLayerError
-from neurodistill.export.nir_consumers import adapt_for
-from neurodistill.export.nir_consumers.norse import DT, norse_tau, rewrite
-from neurodistill.export.nir_float import to_nir_graph
+from neurodistill.formats.nir.consumers import adapt_for
+from neurodistill.formats.nir.consumers.norse import DT, norse_tau, rewrite
+from neurodistill.formats.nir.from_torch import to_nir_graph
 
 from .nir_consumer_cases import _case, cli_export_and_run, digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
 from .test_nir_consumer_snntorch import if_net, round_trip, tiny_net

@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from neurodistill.cli import main
-from neurodistill.export.nir_consumers import adapt_for
+from neurodistill.formats.nir.consumers import adapt_for
 
 from .nir_consumer_cases import digits_case, refusal, residual_case  # noqa: F401 (fixtures)
 

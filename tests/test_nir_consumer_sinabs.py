@@ -18,8 +18,8 @@ import torch
 from click.testing import CliRunner
 
 from neurodistill.cli import main
-from neurodistill.export.nir_consumers import adapt_for
-from neurodistill.export.nir_consumers.common import nirtorch_load_order
+from neurodistill.formats.nir.consumers import adapt_for
+from neurodistill.formats.nir.consumers.common import nirtorch_load_order
 
 from .nir_consumer_cases import digits_case, mismatches, refusal, residual_case  # noqa: F401 (fixtures)
 

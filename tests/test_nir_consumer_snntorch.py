@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from neurodistill.errors import UnsupportedLayerError
-from neurodistill.export.nir_consumers import adapt_for
-from neurodistill.export.nir_float import folded_copy, to_nir_graph
+from neurodistill.formats.nir.consumers import adapt_for
+from neurodistill.formats.nir.exportable import folded_copy
+from neurodistill.formats.nir.from_torch import to_nir_graph
 
 from .nir_consumer_cases import cli_export_and_run, digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
 from .test_export_nir_float import lif_spikes

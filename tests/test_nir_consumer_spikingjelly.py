@@ -6,7 +6,7 @@ import nir
 import pytest
 import torch
 
-from neurodistill.export.nir_consumers import adapt_for
+from neurodistill.formats.nir.consumers import adapt_for
 
 from .nir_consumer_cases import digits_case, mismatches, residual_case  # noqa: F401 (fixtures)
 

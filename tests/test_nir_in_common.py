@@ -146,7 +146,7 @@ def test_nir_and_onnx_targets_from_a_foreign_file_compute_what_it_says(tmp_path)
     import onnxruntime as ort
     from snntorch import utils
 
-    from neurodistill.export.nir_import import from_nir_to_torch
+    from neurodistill.formats.nir.to_torch import from_nir_to_torch
 
     from .test_nir_in_snntorch import leaky_net, write
 

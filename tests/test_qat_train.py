@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from neurodistill.cli import main
 from neurodistill.config import resolve
 from neurodistill.export.bundle import dataset_samples, load_model
-from neurodistill.export.graph_io import read_graph
+from neurodistill.formats.deploy_h5 import read_graph
 from neurodistill.qat.deploy import fxp_readout
 from neurodistill.qat.forward import Deployment
 from neurodistill.train import train

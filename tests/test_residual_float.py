@@ -29,7 +29,7 @@ from neurodistill.core.float_graph import run_float
 from neurodistill.core.fxp import run_fxp
 from neurodistill.core.loihi2 import encoding_bias, encoding_current, quantize_graph
 from neurodistill.export.bundle import dataset_samples, export_module_loihi2
-from neurodistill.export.graph_io import read_graph
+from neurodistill.formats.deploy_h5 import read_graph
 from neurodistill.models.base import Net
 from neurodistill.models.resnet import BasicBlock
 
@@ -123,7 +123,7 @@ def test_residual_nir_structure_and_folded_weights(bundles):
     for name in lif:
         sj, n = model.get_submodule(name), g.nodes[node(name)]
         assert np.all(n.tau == sj.tau) and np.all(n.v_threshold == sj.v_threshold) and np.all(n.v_reset == sj.v_reset)
-        assert np.all(n.r == 1.0) and sj.decay_input  # r = 1 for decay_input=True (nir_float's convention)
+        assert np.all(n.r == 1.0) and sj.decay_input  # r = 1 for decay_input=True (the NIR conventions)
 
 
 def _run_sj(gm, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

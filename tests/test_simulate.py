@@ -178,7 +178,7 @@ def test_chip_run_counts_include_the_pipeline_fill(bundle, tmp_path):
     steps = full["steps_per_sample"]
     assert steps == 4 + json.loads((bundle / "manifest.json").read_text())["latency_steps"]
     by_name = {x["name"]: x for x in full["layers"]}
-    from neurodistill.export.graph_io import read_graph
+    from neurodistill.formats.deploy_h5 import read_graph
 
     graph = read_graph(bundle / "deploy.h5")
     for x in full["layers"]:

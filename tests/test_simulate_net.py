@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurodistill.sim.netx_reader import read_netx
-from neurodistill.sim.spikes_nir import read_spikes
+from neurodistill.formats.netx.reader import read_netx
+from neurodistill.formats.nir.spikes import read_spikes
 
 from .conftest import ROOT, run_cli
 from .test_fxp_engine import reference

@@ -286,7 +286,7 @@ def assert_exports_as_plain_digits_model(ckpt_path, tmp_path):
     """The trained checkpoint's loihi2 export equals the export of a plain snn_digits with the same
     weights (the method's auxiliary modules live under 'method' only); returns the manifest."""
     from neurodistill.export.bundle import calibration_data, export_loihi2, export_module_loihi2
-    from neurodistill.export.graph_io import read_graph
+    from neurodistill.formats.deploy_h5 import read_graph
 
     ckpt = load_checkpoint(ckpt_path)
     plain = create_model("snn_digits", 10, 1)

@@ -1,4 +1,4 @@
-"""Fixed-point simulation of a netx graph read from a `.net` file (see `netx_reader`), batched.
+"""Fixed-point simulation of a netx graph read from a `.net` file (see `formats.netx.reader`), batched.
 
 The per-step schedule of `fxp.run_fxp` (its engine `run_populations`): at step t every population receives what its synapses accumulated at step t-1
 (plus any synaptic delay), updates, and spikes; every synapse then accumulates this step's

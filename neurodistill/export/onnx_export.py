@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, NeurodistillError, UnsupportedLayerError
 from ..io.output import atomic_write
-from ..models.checkpoint import checkpoint_timesteps, load_checkpoint, model_from_checkpoint
+from ..models.checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +285,18 @@ def export_onnx_bundle(ckpt_path: Path, out_dir: Path, timesteps: int | None, ve
     ckpt_path, out_dir = Path(ckpt_path), Path(out_dir)
     ckpt = _load(ckpt_path)
     model = model_from_checkpoint(ckpt, ckpt_path)
-    spiking = bool(ckpt["model"].get("spiking"))
-    T = _bundle_timesteps(ckpt, timesteps) if spiking else None
+    if timesteps is not None:
+        _check_timesteps(timesteps)
+    meta = checkpoint_meta(ckpt, str(ckpt_path), timesteps)
+    spiking, T = meta.spiking, meta.timesteps
     if not spiking and timesteps is not None:
         log.info("%s holds an ANN; --timesteps %s is ignored", ckpt_path, timesteps)
     teacher, teacher_entry, warn = _find_teacher(ckpt, ckpt_path)
 
-    jobs = [("snn" if spiking else "ann", model, _input_shape(ckpt, ckpt_path), T)]
+    jobs = [("snn" if spiking else "ann", model, meta.input_shape, T)]
     if teacher is not None:
         tckpt, tmodel, tpath = teacher
-        jobs.append(("teacher", tmodel, _input_shape(tckpt, tpath), None))
+        jobs.append(("teacher", tmodel, checkpoint_meta(tckpt, str(tpath)).input_shape, None))
 
     created_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,19 +340,6 @@ def _load(path: Path) -> dict[str, Any]:
         # which load_checkpoint does not list; any failure to read the file is the file's fault.
         reason = (str(e).splitlines() or [""])[0][:160] or type(e).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} is damaged or truncated ({type(e).__name__}: {reason}); re-create it") from None
-
-
-def _bundle_timesteps(ckpt: dict[str, Any], timesteps: int | None, where: str = "checkpoint") -> int:
-    if timesteps is not None:
-        _check_timesteps(timesteps)
-    return checkpoint_timesteps(ckpt, where, timesteps)
-
-
-def _input_shape(ckpt: dict[str, Any], path: Path) -> tuple[int, ...]:
-    shape = (ckpt.get("dataset") or {}).get("input_shape")
-    if not isinstance(shape, list | tuple) or not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise CheckpointError(f"checkpoint {str(path)!r} records no valid dataset input_shape ({shape!r})")
-    return tuple(shape)
 
 
 def _find_teacher(ckpt: dict[str, Any], ckpt_path: Path):

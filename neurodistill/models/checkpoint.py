@@ -2,7 +2,8 @@
 
 A checkpoint holds tensors and plain Python only (`torch.load(weights_only=True)`); every entry a
 reader relies on is type-checked here, so a damaged or foreign file is one line naming the entry.
-One rule for the time steps an export of a checkpoint runs (`checkpoint_timesteps`).
+What every export reads besides the weights (time steps, input shape, event frames) is read in
+one place, `checkpoint_meta`, so the loihi2, nir and onnx targets cannot disagree on it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,31 @@ def checkpoint_timesteps(ckpt: dict[str, Any], where: str, given: int | None = N
     if steps is None:
         raise CheckpointError(f"checkpoint {where!r} records no time-step count; pass --timesteps T")
     return check_range(f"checkpoint {where!r}", "timesteps", steps, 1, MAX_TIMESTEPS)
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What an export reads from a checkpoint besides its weights."""
+
+    model: str
+    spiking: bool
+    input_shape: tuple[int, ...]  # one sample, without time and batch
+    frames: int | None  # event (DVS) data: frames per sample; None for static images
+    timesteps: int | None  # T an export runs (`checkpoint_timesteps`); None for an ANN
+
+
+def checkpoint_meta(ckpt: dict[str, Any], where: str, timesteps: int | None = None) -> CheckpointMeta:
+    """The one reading of a checkpoint's model name, input shape, frames and export T
+    (`timesteps` is --timesteps; it is not used for an ANN, which has no time axis)."""
+    dataset = ckpt.get("dataset") if isinstance(ckpt.get("dataset"), dict) else {}
+    shape = dataset.get("input_shape")
+    if not isinstance(shape, list | tuple) or not shape or not all(_is_int(d) and d > 0 for d in shape):
+        raise CheckpointError(f"checkpoint {where!r} records no valid dataset input_shape ({shape!r}); "
+                              "re-create it with 'neurodistill train'")
+    frames = dataset.get("frames") or None
+    spiking = bool(ckpt["model"].get("spiking"))
+    return CheckpointMeta(model=str(ckpt["model"].get("name")), spiking=spiking, input_shape=tuple(shape),
+                          frames=frames, timesteps=checkpoint_timesteps(ckpt, where, timesteps) if spiking else None)
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, NeurodistillError
+from ..formats.manifest import read_manifest
 from ..io.files import read_json
 
 NONE = "-"
@@ -35,7 +36,7 @@ def _read_summary(run: Path) -> dict:
 def _run_of(sim: dict) -> Path | None:
     """The run directory of a simulation's bundle, when the bundle and its checkpoint's run exist."""
     try:
-        manifest = read_json(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
+        manifest = read_manifest(Path(sim["bundle"]))
         run = Path(manifest["source"]).parent
     except (KeyError, TypeError, NeurodistillError):
         return None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import CheckpointError, ConfigError, NeurodistillError
+from ..formats.manifest import read_manifest
 from ..io.files import file_sha256, inside, kind_of, read_json
 from ..io.limits import MAX_LAYERS, MAX_TIMESTEPS
 from . import figures, tables
@@ -133,7 +134,7 @@ def _training_summary(sim: dict) -> dict | None:
 
     Optional: a summary that is missing or unreadable is left out of the report, not an error."""
     try:
-        manifest = read_json(Path(sim["bundle"]) / "manifest.json", "bundle manifest")
+        manifest = read_manifest(Path(sim["bundle"]))
         summary = Path(manifest["source"]).parent / "summary.json"
         data = read_json(summary, "training summary") if kind_of(summary) == "a file" else None
     except (KeyError, TypeError, NeurodistillError):

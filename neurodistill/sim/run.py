@@ -25,10 +25,15 @@ from ..core.float_graph import run_float
 from ..core.fxp import run_fxp
 from ..core.loihi2 import encoding_bias, encoding_current
 from ..data.samples import dataset_samples
-from ..errors import CheckpointError, ConfigError
-from ..export.graph_io import read_graph
-from ..export.inspect import check_bundle_files, check_manifest_graph, read_manifest
 from ..devices import resolve_device
+from ..errors import CheckpointError, ConfigError
+from ..formats.deploy_h5 import read_graph
+from ..formats.manifest import (
+    MANIFEST_FILE,
+    check_bundle_files,
+    check_manifest_graph,
+    read_manifest,
+)
 from ..io.limits import MAX_SAMPLES, check_range
 from ..io.output import check_out, write_dir
 from ..progress import progress as bar
@@ -44,7 +49,7 @@ GRAPH_RUNNER = RUNNER.with_name("run_graph.py")  # every other graph: Lava proce
 
 
 def bundle_id(bundle: Path) -> str:
-    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    return hashlib.sha256((bundle / MANIFEST_FILE).read_bytes()).hexdigest()
 
 
 LAYER_KEYS = ("name", "kind", "neurons", "spikes", "spikes_per_step", "firing_rate", "synaptic_events", "dense_ops",
@@ -80,7 +85,7 @@ def write_simulation(out: Path, sim: dict, graph, recorded: list[tuple[dict, tor
     is removed (it would not belong to this simulation.json)."""
     def fill(stage: Path) -> None:
         if recorded:
-            from .spikes_nir import write_spikes
+            from ..formats.nir.spikes import write_spikes
 
             v = [r[1] for r in recorded]
             write_spikes(stage / "spikes.h5", graph, {k: torch.cat([r[0][k] for r in recorded], 1) for k in recorded[0][0]},

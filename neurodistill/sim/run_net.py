@@ -1,6 +1,6 @@
 """`neurodistill simulate NET.net --inputs FILE`: run a netx `.net` file written by lava-dl (or anyone).
 
-The file is read by `netx_reader.read_netx` and run as `netx.hdf5.Network(net_config=NET)` runs
+The file is read by `formats.netx.reader.read_netx` and run as `netx.hdf5.Network(net_config=NET)` runs
 it: from rest, no staggered reset, input as binary spikes into the first synapse layer (a file
 whose input layer has no neuron) or as per-sample bias mantissas of the input layer's neuron.
 Backends `fxp` (batched, `fxp_spikes.run_fxp_spike_input`) and `lava` (lava_scripts/
@@ -24,12 +24,12 @@ from ..core.counters import count, merge_counts
 from ..core.fxp_spikes import input_mode, run_fxp_spike_input
 from ..core.graph import INPUT, DeployGraph
 from ..errors import ConfigError, DatasetError
+from ..formats.netx.reader import read_netx
 from ..io.files import file_sha256, input_file
 from ..io.limits import MAX_TIMESTEPS, check_memory, check_range
 from ..io.npz import member_names, read_arrays
 from ..io.output import check_out
 from .lava_env import lava_python as checked_lava_python
-from .netx_reader import read_netx
 from .run import LAYER_KEYS, count_fields, resolve_device, run_lava_script, write_simulation
 
 RUNNER = Path(__file__).resolve().parent / "lava_scripts" / "run_netx_spikes.py"

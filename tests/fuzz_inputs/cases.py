@@ -252,7 +252,7 @@ def _foreign_nir(root: Path) -> None:
 
 def _net_inputs(base: Base) -> None:
     from neurodistill.core.fxp_spikes import input_mode
-    from neurodistill.sim.netx_reader import read_netx
+    from neurodistill.formats.netx.reader import read_netx
 
     graph = read_netx(base.root / BUNDLE / "network.net")
     rng = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 
 Runs with the Lava interpreter (.venv-lava, Python 3.10); imports nothing from neurodistill (only
 `start_from_rest` from its sibling run_netx.py) and reads `deploy.h5` with h5py (layout:
-neurodistill/export/graph_io.py). Files in, files out:
+neurodistill/formats/deploy_h5.py). Files in, files out:
     python run_graph.py DEPLOY_H5 INPUT.npz OUT.npz
 INPUT.npz and OUT.npz are as for run_netx.py: `bias` (N, *encoding population shape) int, the
 host's encoding output as bias mantissas, and `steps`; OUT.npz gets `spikes_<k>` (N, steps,

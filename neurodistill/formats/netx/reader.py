@@ -32,10 +32,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from ..core.netx_dense import effective_dense_weight  # noqa: F401 - re-exported: its home is core
-from ..errors import CheckpointError, UnsupportedLayerError
-from ..io.hdf5 import open_hdf5
+from ...core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
+from ...core.netx_dense import effective_dense_weight  # noqa: F401 - re-exported: its home is core
+from ...errors import CheckpointError, UnsupportedLayerError
+from ...io.hdf5 import open_hdf5
 
 SUPPORTED = ("input", "conv", "dense", "flatten")
 NEURON_TYPES = ("CUBA", "LOIHI")

@@ -1,7 +1,7 @@
 """Spikes in NIR's data format (`nir.NIRGraphData`, written by `nir.write_data`): `spikes.h5`.
 
 One `NIRNodeData` per population, keyed by the population's node name in the bundle's
-`network.nir` (dots become underscores, as nir_deploy names them); its observable `spikes` is
+`network.nir` (dots become underscores, as `deploy` names them); its observable `spikes` is
 a `TimeGriddedData` of shape `(samples, steps, neurons)` (bool, neurons flattened in C, H, W
 order) with the graph's `dt`. The readout population's voltage after each step is the
 observable `v` of node `output` (float64, exact for 24-bit integers). Steps are chip steps:
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.graph import DeployGraph
-from ..export.nir_deploy import node_name
-from ..io.output import atomic_write
+from ...core.graph import DeployGraph
+from ...io.output import atomic_write
+from .deploy import node_name
 
 
 def graph_data(graph: DeployGraph, spikes: dict[str, torch.Tensor], v_readout_steps: torch.Tensor | None):

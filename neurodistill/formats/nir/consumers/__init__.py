@@ -2,8 +2,8 @@
 
 NIR fixes the equations of its nodes but not how each framework's importer reads them: which dt
 it assumes, whether it integrates `dt/tau` by forward Euler or `exp(-dt/tau)`, how it counts
-`Flatten` dimensions, what it does with `r`, `v_leak` and the readout. `nir_float.to_nir_graph`
-writes the canonical graph (spikingjelly's reading, which `nir_import` and spikingjelly's own
+`Flatten` dimensions, what it does with `r`, `v_leak` and the readout. `from_torch.to_nir_graph`
+writes the canonical graph (spikingjelly's reading, which `to_torch` and spikingjelly's own
 importer run exactly); a consumer module here rewrites a copy of it so that the consumer's
 own `from_nir`/`import_from_nir` reproduces neurodistill's float simulation spike for spike,
 or raises `UnsupportedLayerError` naming the consumer and the layer it cannot express.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError
+from ....errors import ConfigError
 
 if TYPE_CHECKING:  # the CLI lists the names at start-up without importing nir
     import nir

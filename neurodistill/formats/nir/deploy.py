@@ -1,7 +1,7 @@
 """`network.nir` of a bundle: the deployment graph as a NIR graph (float, BN and pooling folded).
 
 Written from the deployment graph, not from torch (Decision 1), with the conventions of
-`nir_float` (dt explicit, LIF: tau = tau_sj dt, r = 1 or tau_sj, v_leak = v_reset). Each synapse
+`conventions` (dt explicit, LIF: tau = tau_sj dt, r = 1 or tau_sj, v_leak = v_reset). Each synapse
 layer is a Conv2d or Affine node (a Flatten node before an Affine that reads a (C, H, W)
 population); a population's bias rides on its first incoming synapse; several edges into one
 node are summed (residual adds). The readout is Affine -> Output: logits per step. Synaptic
@@ -14,20 +14,8 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from .. import __version__
-from ..core.graph import INPUT, DeployGraph, Neuron
-from .nir_float import INTEGRATION, LIF_CONVENTION, READOUT_LOGITS, THRESHOLD_RULE
-
-
-def neuron_node(n: Neuron, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
-    def full(v: float) -> np.ndarray:
-        return np.full(shape, v, dtype=np.float64)
-
-    vr = 0.0 if n.v_reset is None else n.v_reset
-    if n.kind == "if":
-        return nir.IF(r=full(1.0 / dt), v_threshold=full(n.v_threshold), v_reset=full(vr))
-    return nir.LIF(tau=full(n.tau * dt), r=full(1.0 if n.decay_input else n.tau), v_leak=full(vr),
-                   v_threshold=full(n.v_threshold), v_reset=full(vr))
+from ...core.graph import INPUT, DeployGraph
+from .conventions import READOUT_LOGITS, graph_metadata, neuron_node
 
 
 def _f32(w: np.ndarray) -> np.ndarray:
@@ -55,7 +43,9 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
         if readout:
             nodes[out_name] = nir.Output(output_type={"output": np.array(p.shape)})
         else:
-            nodes[target] = neuron_node(p.neuron, p.shape, graph.dt)
+            n = p.neuron
+            nodes[target] = neuron_node(n.kind, p.shape, tau=n.tau, v_threshold=n.v_threshold, decay_input=n.decay_input,
+                                        v_reset=0.0 if n.v_reset is None else n.v_reset, dt=graph.dt)
         incoming = graph.incoming(p.name)
         carrier = next((i for i, s in enumerate(incoming) if not _unit_scale(s)), 0)
         for i, s in enumerate(incoming):
@@ -76,10 +66,6 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
                     src = flat
                 nodes[name] = nir.Affine(weight=_f32(s.weight), bias=bias.reshape(-1).copy())
             edges += [(src, name), (name, target)]
-    meta = {
-        "dt": graph.dt, "timesteps": graph.timesteps, "time_unit": "step" if graph.dt == 1.0 else "s",
-        "lif_convention": LIF_CONVENTION, "integration": INTEGRATION, "threshold_comparison": THRESHOLD_RULE,
-        "readout": READOUT_LOGITS, "latency_steps_on_loihi": graph.latency_steps,
-        "neurodistill_version": __version__, "source": "neurodistill deployment graph",
-    }
+    meta = graph_metadata(graph.dt, graph.timesteps, readout=READOUT_LOGITS, latency_steps_on_loihi=graph.latency_steps,
+                          source="neurodistill deployment graph")
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)

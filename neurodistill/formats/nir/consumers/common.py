@@ -7,7 +7,7 @@ from collections import defaultdict
 import nir
 import numpy as np
 
-from ...errors import UnsupportedLayerError
+from ....errors import UnsupportedLayerError
 
 
 def below_f32(v: np.ndarray) -> np.ndarray:

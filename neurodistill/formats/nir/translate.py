@@ -1,5 +1,5 @@
 """NIR in: a NIR graph written by another framework's exporter, rewritten into neurodistill's
-canonical NIR conventions (`nir_float`'s docstring, dt = one step) so that `nir_import` turns it
+canonical NIR conventions (`conventions`, dt = one step) so that `to_torch` turns it
 into a spikingjelly module that `export_module_loihi2` deploys.
 
 NIR's neuron nodes are ODEs, and a file carries no time step: each exporter assumes its own dt
@@ -34,8 +34,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from ..errors import ConfigError, UnsupportedLayerError
-from ..io.limits import MAX_TIMESTEPS, check_range
+from ...errors import ConfigError, UnsupportedLayerError
+from ...io.limits import MAX_TIMESTEPS, check_range
 
 # producer -> (seconds per step its exporter assumes, discretization, how it writes tau)
 SOURCES: dict[str, tuple[float | None, str]] = {

@@ -14,9 +14,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..core.graph import DeployGraph, Population
-from ..errors import UnsupportedLayerError
-from ..io.output import atomic_write
+from ...core.graph import DeployGraph, Population
+from ...errors import UnsupportedLayerError
+from ...io.output import atomic_write
 
 
 def _type(g: h5py.Group, name: str) -> None:
@@ -47,7 +47,7 @@ def netx_unsupported_reason(graph: DeployGraph) -> str | None:
         return "netx wires layers strictly in sequence; this graph has residual or branching connections"
     if any(s.delay for s in graph.synapses):
         return "netx conv layers have no synaptic delays"
-    from ..core.netx_dense import effective_dense_weight
+    from ...core.netx_dense import effective_dense_weight
 
     for s in graph.synapses:
         # Lava's Dense decides its sign mode from the weights at run time (netx does not pass one):

@@ -2,7 +2,7 @@
 
 The canonical conventions are spikingjelly's own reading (forward Euler with `dt/tau`,
 `r = 1` or `tau/dt`, Flatten dims without the batch axis, `v >= v_threshold`), so nothing is
-rewritten; neurodistill's own importer (`nir_import.from_nir_to_torch`) reads the same file.
+rewritten; neurodistill's own importer (`formats.nir.to_torch.from_nir_to_torch`) reads the same file.
 """
 
 from __future__ import annotations
