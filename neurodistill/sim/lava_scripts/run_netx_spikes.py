@@ -44,14 +44,14 @@ def from_lava(x: np.ndarray, n: int, steps: int) -> np.ndarray:
 
 def processes():
     """Recorder, VarRecorder, BiasWriter processes and their fixed_pt Python models."""
-    from lava.magma.core.decorator import implements, requires, tag
-    from lava.magma.core.model.py.model import PyLoihiProcessModel
-    from lava.magma.core.model.py.ports import PyInPort, PyRefPort
-    from lava.magma.core.model.py.type import LavaPyType
+    procs = process_classes()
+    return procs, process_models(*procs)
+
+
+def process_classes():
+    """The Recorder, VarRecorder and BiasWriter processes."""
     from lava.magma.core.process.ports.ports import InPort, RefPort
     from lava.magma.core.process.process import AbstractProcess
-    from lava.magma.core.resources import CPU
-    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
     class Recorder(AbstractProcess):
         """Writes what arrives at `a_in` at step t to row t-1 of an .npy memory map."""
@@ -75,6 +75,18 @@ def processes():
             super().__init__(shape=var.shape, path=path, steps=steps)
             self.ref = RefPort(var.shape)
             self.ref.connect_var(var)
+
+    return Recorder, VarRecorder, BiasWriter
+
+
+def process_models(Recorder, VarRecorder, BiasWriter):
+    """The fixed_pt Python models of `process_classes()`, by process class."""
+    from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.model.py.model import PyLoihiProcessModel
+    from lava.magma.core.model.py.ports import PyInPort, PyRefPort
+    from lava.magma.core.model.py.type import LavaPyType
+    from lava.magma.core.resources import CPU
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
     @implements(proc=Recorder, protocol=LoihiProtocol)
     @requires(CPU)
@@ -123,8 +135,7 @@ def processes():
             self.ref.write(np.asarray(self.values[self.time_step // self.steps], np.int32))
             self.ref.wait()
 
-    return (Recorder, VarRecorder, BiasWriter), {Recorder: PyRecorder, VarRecorder: PyVarRecorder,
-                                                  BiasWriter: PyBiasWriter}
+    return {Recorder: PyRecorder, VarRecorder: PyVarRecorder, BiasWriter: PyBiasWriter}
 
 
 def model_map(procs: list, models: dict) -> dict:
