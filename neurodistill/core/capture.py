@@ -13,15 +13,24 @@ import contextlib
 import copy
 import io
 import operator
-from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import fx, nn
 
 from ..errors import UnsupportedLayerError
-from .fold import bn_affine, fold_avgpool_into_conv, pull_back
 from .graph import INPUT, DeployGraph, Neuron, Population, Synapse
+from .synapse_terms import (
+    UNKNOWN,
+    Current,
+    Spikes,
+    Term,
+    Unknown,
+    fold_batchnorm,
+    identity_terms,
+    neuron_of,
+    synapse_current,
+)
 
 SUPPORTED = (
     "Conv2d, Linear, BatchNorm1d/2d (folded), AvgPool2d and AdaptiveAvgPool2d before a synapse layer (folded), "
@@ -31,43 +40,6 @@ SUPPORTED = (
 _MAPS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 _PASS = (nn.Dropout, nn.Dropout2d, nn.Identity)
 _LEAVES = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, *_MAPS, *_PASS, nn.MaxPool2d, nn.ReLU)
-
-
-@dataclass
-class _Spikes:
-    """Spikes of populations (or the analog input), summed, then mapped by pooling/flatten."""
-
-    sources: list[str]
-    base_shape: tuple[int, ...]
-    maps: list[nn.Module] = field(default_factory=list)
-
-
-@dataclass
-class _Term:
-    name: str
-    kind: str
-    source: str
-    weight: np.ndarray
-    in_shape: tuple[int, ...]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = 1
-    dense_ops: int = 0
-
-
-@dataclass
-class Current:
-    """Synaptic input into a population-to-be: a sum of terms plus a full-shape bias."""
-
-    terms: list[_Term]
-    bias: np.ndarray
-
-
-class _Unknown:
-    """The value after a violation: downstream layers are still checked, not their wiring."""
-
-
-UNKNOWN = _Unknown()
 
 
 def _first_line(e: BaseException) -> str:
@@ -91,10 +63,6 @@ class _Tracer(fx.Tracer):
         return isinstance(m, (*_LEAVES, BaseNode)) or childless
 
 
-def _pairs(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 class Walker:
     def __init__(self, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
         self.gm = gm
@@ -115,7 +83,7 @@ class Walker:
         values: dict[fx.Node, object] = {}
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
-                values[node] = _Spikes([INPUT], self.input_shape)
+                values[node] = Spikes([INPUT], self.input_shape)
             elif node.op == "call_module":
                 values[node] = self.module(node, self.modules[node.target], values[node.args[0]])
             elif node.op in ("call_function", "call_method"):
@@ -145,10 +113,10 @@ class Walker:
                 return UNKNOWN
             return self.batchnorm(m, x, self.shape(node))
         if isinstance(m, _MAPS):
-            if not isinstance(x, _Spikes):
+            if not isinstance(x, Spikes):
                 self.fail(path, f"{kind} between a synapse layer and its neuron is not supported; pool spikes instead")
                 return UNKNOWN
-            return _Spikes(x.sources, x.base_shape, [*x.maps, m])
+            return Spikes(x.sources, x.base_shape, [*x.maps, m])
         if isinstance(m, LIFNode | IFNode):
             if not isinstance(x, Current):
                 self.fail(path, f"{kind} must be fed by a Conv2d or Linear (through BatchNorm and '+')")
@@ -165,104 +133,39 @@ class Walker:
             return UNKNOWN  # an earlier violation already explains this
         if fn in (operator.add, torch.add, "add", "__add__"):
             a, b = args[0], args[1]
-            if isinstance(b, Current) and isinstance(a, _Spikes):
+            if isinstance(b, Current) and isinstance(a, Spikes):
                 a, b = b, a
             if isinstance(a, Current) and isinstance(b, Current):
                 return Current(a.terms + b.terms, a.bias + b.bias)
-            if isinstance(a, Current) and isinstance(b, _Spikes) and not b.maps:
+            if isinstance(a, Current) and isinstance(b, Spikes) and not b.maps:
                 # identity shortcut: spikes added to synaptic input = a depthwise 1x1 synapse of weight 1
                 return Current(a.terms + self.identity_terms(where, b), a.bias)
-            if isinstance(a, _Spikes) and isinstance(b, _Spikes) and not a.maps and not b.maps and a.base_shape == b.base_shape:
-                return _Spikes(a.sources + b.sources, a.base_shape)  # SEW: spike sum
+            if isinstance(a, Spikes) and isinstance(b, Spikes) and not a.maps and not b.maps and a.base_shape == b.base_shape:
+                return Spikes(a.sources + b.sources, a.base_shape)  # SEW: spike sum
             self.fail(where, "'+' must add two synaptic inputs (residual) or two spike tensors of one shape (SEW)")
             return UNKNOWN
-        if fn in (torch.flatten, "flatten") and isinstance(args[0], _Spikes):
+        if fn in (torch.flatten, "flatten") and isinstance(args[0], Spikes):
             start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0 if fn is torch.flatten else 0)
-            return _Spikes(args[0].sources, args[0].base_shape, [*args[0].maps, nn.Flatten(max(int(start), 1))])
+            return Spikes(args[0].sources, args[0].base_shape, [*args[0].maps, nn.Flatten(max(int(start), 1))])
         self.fail(where, f"operation {getattr(fn, '__name__', fn)!r} is not supported")
         return UNKNOWN
 
-    def synapse(self, node: fx.Node, m: nn.Module, x) -> Current | _Unknown:
-        path = node.target
-        if not isinstance(x, _Spikes):
-            self.fail(path, f"{type(m).__name__} must read spikes (a neuron's output or the input), not another synapse layer")
+    # -- one layer kind each; subclasses record what they need ---------------------------
+    def synapse(self, node: fx.Node, m: nn.Module, x) -> Current | Unknown:
+        if not isinstance(x, Spikes):
+            self.fail(node.target, f"{type(m).__name__} must read spikes (a neuron's output or the input), not another synapse layer")
             return UNKNOWN
-        out_shape = self.shape(node)
-        w = m.weight.detach().double().cpu().numpy()
-        b = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros(w.shape[0])
-        bias = np.broadcast_to(b.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape).copy()
-        terms = []
-        for i, src in enumerate(x.sources):
-            name = path if len(x.sources) == 1 else f"{path}[{i}]"
-            if isinstance(m, nn.Linear):
-                terms.append(self.dense_term(name, src, w, x))
-            else:
-                terms.append(self.conv_term(name, src, m, w, x))
-        if any(t is UNKNOWN for t in terms):
-            return UNKNOWN
-        # the original layer's operations, counted once however many copies a SEW sum makes
-        terms[0].dense_ops = int(np.prod(w.shape) * (np.prod(out_shape[1:]) if isinstance(m, nn.Conv2d) else 1))
-        return Current(terms, bias)
+        return synapse_current(node.target, m, x, self.shape(node), self.fail)
 
-    def identity_terms(self, where: str, x: _Spikes) -> list[_Term]:
-        shape = x.base_shape
-        terms = []
-        for i, src in enumerate(x.sources):
-            name = f"{src}>{where}" if len(x.sources) == 1 else f"{src}>{where}[{i}]"
-            if len(shape) == 3:
-                terms.append(_Term(name, "conv", src, np.ones((shape[0], 1, 1, 1)), shape, groups=shape[0]))
-            else:
-                terms.append(_Term(name, "dense", src, np.eye(int(np.prod(shape))), shape))
-        return terms
-
-    def dense_term(self, name: str, src: str, w: np.ndarray, x: _Spikes) -> _Term:
-        if x.maps:
-            seq = nn.Sequential(*x.maps).double()
-            w = pull_back(seq, x.base_shape, w)
-        return _Term(name, "dense", src, w, x.base_shape)
-
-    def conv_term(self, name: str, src: str, m: nn.Conv2d, w: np.ndarray, x: _Spikes) -> _Term | _Unknown:
-        if _pairs(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
-            self.fail(name, "Conv2d with dilation, non-zero padding mode or string padding is not supported")
-            return UNKNOWN
-        stride, padding = _pairs(m.stride), _pairs(m.padding)
-        if x.maps:
-            pool = x.maps[0]
-            k = _pairs(pool.kernel_size) if isinstance(pool, nn.AvgPool2d) else None
-            ok = (len(x.maps) == 1 and k is not None and k[0] == k[1] and _pairs(pool.stride or k) == k
-                  and _pairs(pool.padding) == (0, 0) and x.base_shape[1] % k[0] == 0 and x.base_shape[2] % k[0] == 0)
-            if not ok:
-                self.fail(name, "only one AvgPool2d(k, stride k, no padding, dividing the input) may precede a Conv2d")
-                return UNKNOWN
-            w, stride, padding = fold_avgpool_into_conv(w, stride, padding, k[0])
-        return _Term(name, "conv", src, w, x.base_shape, stride, padding, m.groups)
+    def identity_terms(self, where: str, x: Spikes) -> list[Term]:
+        return identity_terms(where, x)
 
     def batchnorm(self, m, x: Current, shape) -> Current:
-        if not m.track_running_stats or m.running_mean is None:
-            self.fail("batchnorm", "BatchNorm without running statistics cannot be folded")
-            return x
-        n = m.num_features
-        g = m.weight.detach().double().cpu().numpy() if m.affine else np.ones(n)
-        beta = m.bias.detach().double().cpu().numpy() if m.affine else np.zeros(n)
-        mu, var = m.running_mean.double().cpu().numpy(), m.running_var.double().cpu().numpy()
-        # BN(sum_i W_i x_i + b) = sum_i (k W_i) x_i + (k b + beta - k mu), per output channel
-        per = (-1,) + (1,) * (len(shape) - 1)
-        k, shift = bn_affine(g, beta, mu, var, m.eps)
-        terms = [replace(t, weight=t.weight * k.reshape(-1, *([1] * (t.weight.ndim - 1)))) for t in x.terms]
-        return Current(terms, x.bias * k.reshape(per) + shift.reshape(per))
+        return fold_batchnorm(m, x, shape, self.fail)
 
-    def population(self, path: str, m: nn.Module, x: Current, shape) -> _Spikes:
-        from spikingjelly.activation_based.neuron import IFNode
-
-        neuron = Neuron(
-            kind="if" if isinstance(m, IFNode) else "lif",
-            tau=float(getattr(m, "tau", 1.0)),
-            decay_input=bool(getattr(m, "decay_input", False)),
-            v_threshold=float(m.v_threshold),
-            v_reset=None if m.v_reset is None else float(m.v_reset),
-        )
-        self.add_population(path, shape, neuron, x)
-        return _Spikes([path], shape)
+    def population(self, path: str, m: nn.Module, x: Current, shape) -> Spikes:
+        self.add_population(path, shape, neuron_of(m), x)
+        return Spikes([path], shape)
 
     def readout(self, node: fx.Node, x) -> None:
         if isinstance(x, Current):
