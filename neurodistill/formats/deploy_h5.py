@@ -295,6 +295,28 @@ def _conv_out(in_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, paddi
 def check_graph(graph: DeployGraph, where: str) -> None:
     """Populations and synapses consistent: names, shapes, conv arithmetic, depths, readout last."""
     pops = graph.populations
+    _check_names(graph, where)
+    index = {p.name: i for i, p in enumerate(pops)}
+    host = [s for s in graph.synapses if s.host]
+    if not host:
+        raise _bad(where, "/synapses", f"has no encoding synapse (source {INPUT!r})")
+    enc_targets = {s.target for s in host}
+    if len(enc_targets) != 1:
+        raise _bad(where, "/synapses", f"has encoding synapses into {sorted(enc_targets)}; allowed: one population")
+    for i, s in enumerate(graph.synapses):
+        _check_synapse(graph, index, i, s, where)
+    enc = next(iter(enc_targets))
+    for i, p in enumerate(pops):
+        if p.name == enc:
+            if p.depth != 0 or p.neuron.kind == "readout":
+                raise _bad(where, f"population {i} ({p.name})", "is the encoding population; allowed: depth 0, not a readout")
+        elif not graph.incoming(p.name):
+            raise _bad(where, f"population {i} ({p.name})", "has no incoming synapse")
+
+
+def _check_names(graph: DeployGraph, where: str) -> None:
+    """Unique population and synapse names, none the input's, one readout and it last."""
+    pops = graph.populations
     if len(pops) < 2:
         raise _bad(where, "/populations", f"holds {len(pops)} population(s); allowed: an encoding population, ..., a readout")
     names = [p.name for p in pops]
@@ -307,69 +329,63 @@ def check_graph(graph: DeployGraph, where: str) -> None:
     if readouts != [len(pops) - 1]:
         raise _bad(where, "/populations", f"has readout populations at {readouts}; allowed: exactly one, the last "
                                           f"(population {len(pops) - 1})")
-    index = {p.name: i for i, p in enumerate(pops)}
     snames = [s.name for s in graph.synapses]
     dup = next((n for n in snames if snames.count(n) > 1), None)
     if dup is not None:
         raise _bad(where, "/synapses", f"names {dup!r} twice; allowed: unique names")
-    host = [s for s in graph.synapses if s.host]
-    if not host:
-        raise _bad(where, "/synapses", f"has no encoding synapse (source {INPUT!r})")
-    enc_targets = {s.target for s in host}
-    if len(enc_targets) != 1:
-        raise _bad(where, "/synapses", f"has encoding synapses into {sorted(enc_targets)}; allowed: one population")
-    for i, s in enumerate(graph.synapses):
-        at = f"synapse {i} ({s.name})"
-        if s.target not in index:
-            raise _bad(where, f"{at} target", f"= {s.target!r} names no population; allowed: {', '.join(names)}")
-        tgt = pops[index[s.target]]
-        if s.host:
-            src_shape, src_depth = graph.input_shape, -1
-            if s.delay:
-                raise _bad(where, f"{at} delay", f"= {s.delay} is not allowed for the encoding synapse; allowed: 0")
-        else:
-            if s.source not in index:
-                raise _bad(where, f"{at} source", f"= {s.source!r} names no population; allowed: {INPUT!r}, "
-                                                  f"{', '.join(names)}")
-            if index[s.source] >= index[s.target]:
-                raise _bad(where, f"{at} source", f"= {s.source!r} does not come before its target {s.target!r}; "
-                                                  "allowed: populations in topological order")
-            if s.weight_int is None:
-                raise _bad(where, f"{at} weight_int", "is missing; an on-chip synapse needs its integer weights")
-            src = pops[index[s.source]]
-            src_shape, src_depth = src.shape, src.depth
-        if s.in_shape != tuple(src_shape):
-            raise _bad(where, f"{at} in_shape", f"= {list(s.in_shape)} disagrees with its source {s.source!r} of "
-                                                f"shape {list(src_shape)}")
-        if s.out_shape != tgt.shape:
-            raise _bad(where, f"{at} out_shape", f"= {list(s.out_shape)} disagrees with its target {s.target!r} of "
-                                                 f"shape {list(tgt.shape)}")
-        if tgt.depth != src_depth + 1 + s.delay:
-            raise _bad(where, f"population {index[s.target]} ({s.target}) depth",
-                       f"= {tgt.depth} disagrees with synapse {s.name!r} (source depth {src_depth}, delay {s.delay}: "
-                       f"allowed {src_depth + 1 + s.delay})")
-        w = tuple(s.weight.shape)
-        if s.kind == "conv":
-            if len(w) != 4 or len(s.in_shape) != 3 or len(s.out_shape) != 3:
-                raise _bad(where, f"{at} weight", f"has shape {w} for in {list(s.in_shape)} and out "
-                                                  f"{list(s.out_shape)}; allowed: a conv is (C_out, C_in/groups, kH, kW) "
-                                                  "between (C, H, W) shapes")
-            if s.in_shape[0] != w[1] * s.groups or s.out_shape[0] != w[0] or w[0] % s.groups:
-                raise _bad(where, f"{at} weight", f"has shape {w} with groups {s.groups}; allowed: "
-                                                  f"({s.out_shape[0]}, {s.in_shape[0]}/groups, kH, kW)")
-            hw = _conv_out(s.in_shape, w, s.stride, s.padding)
-            if tuple(s.out_shape[1:]) != hw:
-                raise _bad(where, f"{at} out_shape", f"= {list(s.out_shape)} disagrees with the convolution of "
-                                                     f"{list(s.in_shape)} by {w[2]}x{w[3]}, stride {list(s.stride)}, "
-                                                     f"padding {list(s.padding)} (gives {list(hw)})")
-        elif w != (int(np.prod(s.out_shape)), int(np.prod(s.in_shape))):
-            raise _bad(where, f"{at} weight", f"has shape {w}; allowed: a dense weight "
-                                              f"({int(np.prod(s.out_shape))}, {int(np.prod(s.in_shape))}) "
-                                              f"for in {list(s.in_shape)} and out {list(s.out_shape)}")
-    enc = next(iter(enc_targets))
-    for i, p in enumerate(pops):
-        if p.name == enc:
-            if p.depth != 0 or p.neuron.kind == "readout":
-                raise _bad(where, f"population {i} ({p.name})", "is the encoding population; allowed: depth 0, not a readout")
-        elif not graph.incoming(p.name):
-            raise _bad(where, f"population {i} ({p.name})", "has no incoming synapse")
+
+
+def _check_synapse(graph: DeployGraph, index: dict[str, int], i: int, s: Synapse, where: str) -> None:
+    """One synapse against its source and target: order, shapes, depth and delay, weight shape."""
+    pops, names = graph.populations, [p.name for p in graph.populations]
+    at = f"synapse {i} ({s.name})"
+    if s.target not in index:
+        raise _bad(where, f"{at} target", f"= {s.target!r} names no population; allowed: {', '.join(names)}")
+    tgt = pops[index[s.target]]
+    if s.host:
+        src_shape, src_depth = graph.input_shape, -1
+        if s.delay:
+            raise _bad(where, f"{at} delay", f"= {s.delay} is not allowed for the encoding synapse; allowed: 0")
+    else:
+        if s.source not in index:
+            raise _bad(where, f"{at} source", f"= {s.source!r} names no population; allowed: {INPUT!r}, "
+                                              f"{', '.join(names)}")
+        if index[s.source] >= index[s.target]:
+            raise _bad(where, f"{at} source", f"= {s.source!r} does not come before its target {s.target!r}; "
+                                              "allowed: populations in topological order")
+        if s.weight_int is None:
+            raise _bad(where, f"{at} weight_int", "is missing; an on-chip synapse needs its integer weights")
+        src = pops[index[s.source]]
+        src_shape, src_depth = src.shape, src.depth
+    if s.in_shape != tuple(src_shape):
+        raise _bad(where, f"{at} in_shape", f"= {list(s.in_shape)} disagrees with its source {s.source!r} of "
+                                            f"shape {list(src_shape)}")
+    if s.out_shape != tgt.shape:
+        raise _bad(where, f"{at} out_shape", f"= {list(s.out_shape)} disagrees with its target {s.target!r} of "
+                                             f"shape {list(tgt.shape)}")
+    if tgt.depth != src_depth + 1 + s.delay:
+        raise _bad(where, f"population {index[s.target]} ({s.target}) depth",
+                   f"= {tgt.depth} disagrees with synapse {s.name!r} (source depth {src_depth}, delay {s.delay}: "
+                   f"allowed {src_depth + 1 + s.delay})")
+    _check_weight_shape(s, at, where)
+
+
+def _check_weight_shape(s: Synapse, at: str, where: str) -> None:
+    w = tuple(s.weight.shape)
+    if s.kind == "conv":
+        if len(w) != 4 or len(s.in_shape) != 3 or len(s.out_shape) != 3:
+            raise _bad(where, f"{at} weight", f"has shape {w} for in {list(s.in_shape)} and out "
+                                              f"{list(s.out_shape)}; allowed: a conv is (C_out, C_in/groups, kH, kW) "
+                                              "between (C, H, W) shapes")
+        if s.in_shape[0] != w[1] * s.groups or s.out_shape[0] != w[0] or w[0] % s.groups:
+            raise _bad(where, f"{at} weight", f"has shape {w} with groups {s.groups}; allowed: "
+                                              f"({s.out_shape[0]}, {s.in_shape[0]}/groups, kH, kW)")
+        hw = _conv_out(s.in_shape, w, s.stride, s.padding)
+        if tuple(s.out_shape[1:]) != hw:
+            raise _bad(where, f"{at} out_shape", f"= {list(s.out_shape)} disagrees with the convolution of "
+                                                 f"{list(s.in_shape)} by {w[2]}x{w[3]}, stride {list(s.stride)}, "
+                                                 f"padding {list(s.padding)} (gives {list(hw)})")
+    elif w != (int(np.prod(s.out_shape)), int(np.prod(s.in_shape))):
+        raise _bad(where, f"{at} weight", f"has shape {w}; allowed: a dense weight "
+                                          f"({int(np.prod(s.out_shape))}, {int(np.prod(s.in_shape))}) "
+                                          f"for in {list(s.in_shape)} and out {list(s.out_shape)}")

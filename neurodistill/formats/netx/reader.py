@@ -154,16 +154,124 @@ def _delay(g: h5py.Group, where: str) -> int:
     return int(d.reshape(-1)[0]) if d.size else 0
 
 
+class _Layers:
+    """The graph read so far, and one reader per netx layer kind (as netx has one builder per kind)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.pops: list[Population] = []
+        self.syns: list[Synapse] = []
+        self.notes: list[str] = [f"read from netx file {where}"]
+        self.input_shape: tuple[int, ...] | None = None
+        self.flatten_next = False
+
+    def input(self, g: h5py.Group, i: int) -> None:
+        where, name = self.where, f"layer{i}"
+        if self.pops or self.syns:
+            raise UnsupportedLayerError(f"{where}: layer {i} is an input layer after other layers")
+        self.input_shape = _shape(g["shape"][()], where, f"layer {i} (input) shape")
+        if "neuron" in g:
+            prm = _neuron_params(g, i, "input", where)
+            # netx keeps the input layer's weight/bias as net.in_layer.transform; Lava never applies them
+            self.pops.append(_population(name, self.input_shape, prm, np.zeros(self.input_shape, np.int64), 0))
+            tw = int(_ints(g["weight"][()]).reshape(-1)[0]) if "weight" in g else 64
+            tb = int(_ints(g["bias"][()]).reshape(-1)[0]) if "bias" in g else 0
+            self.notes.append(f"input: bias (per-sample bias mantissas of population {name!r}, shape "
+                              f"{self.input_shape}; the file's input transform weight={tw} bias={tb} is for the data "
+                              "pipeline, Lava does not apply it)")
+
+    def flatten(self, g: h5py.Group, i: int) -> None:
+        self.flatten_next = True
+
+    def neurons(self, g: h5py.Group, i: int, kind: str) -> None:
+        """A conv or dense layer: its synapse from the layer before, then its population."""
+        where, name = self.where, f"layer{i}"
+        prev_shape = self.pops[-1].shape if self.pops else self.input_shape
+        prm = _neuron_params(g, i, kind, where)
+        out_shape = _shape(g["shape"][()], where, f"layer {i} ({kind}) shape")
+        if "weight" not in g:
+            raise CheckpointError(f"{where}: layer {i} ({kind}) has no weight")
+        raw_w = _numbers(g["weight"][()], where, f"layer {i} ({kind}) weight")
+        if kind == "conv":
+            syn = self.conv(g, i, raw_w, prev_shape, out_shape)
+        else:
+            syn = self.dense(g, i, raw_w, prev_shape, out_shape)
+        self.syns.append(syn)
+        depth = self.pops[-1].depth + 1 if self.pops else 1
+        self.pops.append(_population(name, syn.out_shape, prm, _full_bias(g, syn.out_shape, name, where), depth))
+
+    def _source(self) -> str:
+        return self.pops[-1].name if self.pops else INPUT
+
+    def conv(self, g: h5py.Group, i: int, raw_w: np.ndarray, prev_shape, out_shape) -> Synapse:
+        where, at = self.where, f"layer {i} (conv)"
+        if prev_shape is None or len(prev_shape) != 3:
+            raise UnsupportedLayerError(f"{where}: {at} has no (C, H, W) input shape (previous shape {prev_shape})")
+        if self.flatten_next:
+            raise UnsupportedLayerError(f"{where}: {at} follows a flatten layer")
+        w = _ints(raw_w)
+        if w.ndim < 4 or int(np.prod(w.shape[4:])) != 1:
+            raise CheckpointError(f"{where}: {at} weight has shape {tuple(w.shape)}; allowed: "
+                                  "(C_out, C_in / groups, kH, kW)")
+        w = w.reshape(w.shape[:4])
+        if w.min() < -256 or w.max() > 255:
+            raise UnsupportedLayerError(f"{where}: {at} weights {int(w.min())}..{int(w.max())} exceed "
+                                        "Loihi's 8-bit range -256..255")
+        for key in ("stride", "padding"):
+            if key not in g:
+                raise CheckpointError(f"{where}: {at} has no {key}")
+        stride = _pair(g["stride"][()], where, f"{at} stride", 1)
+        padding = _pair(g["padding"][()], where, f"{at} padding", 0)
+        dilation = _pair(g["dilation"][()], where, f"{at} dilation", 1) if "dilation" in g else (1, 1)
+        groups = _scalar(g["groups"][()], where, f"{at} groups", 1, 1 << 16) if "groups" in g else 1
+        if dilation != (1, 1):
+            raise UnsupportedLayerError(f"{where}: {at} has dilation {dilation}; only 1 is supported")
+        c, h, wd = prev_shape
+        kh, kw = w.shape[2:]
+        expect = (w.shape[0], (h + 2 * padding[0] - kh) // stride[0] + 1, (wd + 2 * padding[1] - kw) // stride[1] + 1)
+        if len(out_shape) != 3 or out_shape != expect or w.shape[1] * groups != c or w.shape[0] % groups:
+            raise CheckpointError(f"{where}: {at} shape {out_shape} does not match its weight "
+                                  f"{tuple(w.shape)} on input {prev_shape} (expected {expect})")
+        return Synapse(f"layer{i}.synapse", "conv", self._source(), f"layer{i}", w.astype(np.float64), prev_shape,
+                       out_shape, stride=stride, padding=padding, groups=groups, weight_int=w)
+
+    def dense(self, g: h5py.Group, i: int, raw_w: np.ndarray, prev_shape, out_shape) -> Synapse:
+        where, at = self.where, f"layer {i} (dense)"
+        if prev_shape is not None and len(prev_shape) > 1 and not self.flatten_next:
+            raise UnsupportedLayerError(f"{where}: {at} reads a {prev_shape} layer without a flatten")
+        self.flatten_next = False
+        n_out = int(np.prod(out_shape))
+        raw = _ints(raw_w)
+        if raw.ndim == 1 and raw.size % n_out == 0:
+            raw = raw.reshape(n_out, -1)
+        if raw.ndim != 2:
+            raise CheckpointError(f"{where}: {at} weight has shape {tuple(raw.shape)}; allowed: ({n_out}, inputs)")
+        n_in = int(np.prod(prev_shape)) if prev_shape is not None else raw.shape[1]
+        if raw.shape != (n_out, n_in):
+            raise CheckpointError(f"{where}: {at} weight {tuple(raw.shape)} does not match "
+                                  f"{n_in} inputs and {n_out} outputs")
+        if prev_shape is None:
+            self.input_shape = prev_shape = (n_in,)
+        w = effective_dense_weight(raw, f"{where}: {at}")
+        return Synapse(f"layer{i}.synapse", "dense", self._source(), f"layer{i}", w.astype(np.float64), prev_shape,
+                       (n_out,), delay=_delay(g, f"{where}: {at}"), weight_int=w)
+
+    def graph(self) -> DeployGraph:
+        if not self.pops:
+            raise CheckpointError(f"{self.where}: no neuron layers")
+        if self.syns and self.syns[0].source == INPUT:
+            self.notes.append(f"input: spikes (binary input spikes of shape {self.input_shape} read by synapse "
+                              f"{self.syns[0].name!r}, an on-chip {self.syns[0].kind} with one step of latency)")
+        self.notes.append("no staggered reset: netx applies none unless Network(reset_interval=...) is given")
+        return DeployGraph(tuple(self.input_shape), self.pops, self.syns, notes=self.notes)
+
+
 def _parse(f: h5py.File, where: str) -> DeployGraph:
     layers = f["layer"]
     count = len(layers)
     if count == 0:
         raise CheckpointError(f"{where}: the /layer group is empty")
-    pops: list[Population] = []
-    syns: list[Synapse] = []
-    notes: list[str] = [f"read from netx file {where}"]
-    input_shape: tuple[int, ...] | None = None
-    flatten_next = False
+    read = _Layers(where)
     for i in range(count):
         if str(i) not in layers or not isinstance(layers[str(i)], h5py.Group):
             raise CheckpointError(f"{where}: /layer has no group {i} (layers are groups 0..{count - 1})")
@@ -174,92 +282,13 @@ def _parse(f: h5py.File, where: str) -> DeployGraph:
         kind = _str(g["type"])
         if kind not in SUPPORTED:
             raise UnsupportedLayerError(f"{where}: layer {i} has type '{kind}'; supported: {', '.join(SUPPORTED)}")
-        name = f"layer{i}"
         if kind == "input":
-            if pops or syns:
-                raise UnsupportedLayerError(f"{where}: layer {i} is an input layer after other layers")
-            input_shape = _shape(g["shape"][()], where, f"layer {i} (input) shape")
-            if "neuron" in g:
-                prm = _neuron_params(g, i, kind, where)
-                # netx keeps the input layer's weight/bias as net.in_layer.transform; Lava never applies them
-                pops.append(_population(name, input_shape, prm, np.zeros(input_shape, np.int64), 0))
-                tw = int(_ints(g["weight"][()]).reshape(-1)[0]) if "weight" in g else 64
-                tb = int(_ints(g["bias"][()]).reshape(-1)[0]) if "bias" in g else 0
-                notes.append(f"input: bias (per-sample bias mantissas of population {name!r}, shape {input_shape}; "
-                             f"the file's input transform weight={tw} bias={tb} is for the data pipeline, "
-                             "Lava does not apply it)")
-            continue
-        if kind == "flatten":
-            flatten_next = True
-            continue
-        prev_shape = pops[-1].shape if pops else input_shape
-        source = pops[-1].name if pops else INPUT
-        depth = pops[-1].depth + 1 if pops else 1
-        prm = _neuron_params(g, i, kind, where)
-        out_shape = _shape(g["shape"][()], where, f"layer {i} ({kind}) shape")
-        if "weight" not in g:
-            raise CheckpointError(f"{where}: layer {i} ({kind}) has no weight")
-        raw_w = _numbers(g["weight"][()], where, f"layer {i} ({kind}) weight")
-        if kind == "conv":
-            if prev_shape is None or len(prev_shape) != 3:
-                raise UnsupportedLayerError(f"{where}: layer {i} (conv) has no (C, H, W) input shape "
-                                            f"(previous shape {prev_shape})")
-            if flatten_next:
-                raise UnsupportedLayerError(f"{where}: layer {i} (conv) follows a flatten layer")
-            w = _ints(raw_w)
-            if w.ndim < 4 or int(np.prod(w.shape[4:])) != 1:
-                raise CheckpointError(f"{where}: layer {i} (conv) weight has shape {tuple(w.shape)}; allowed: "
-                                      "(C_out, C_in / groups, kH, kW)")
-            w = w.reshape(w.shape[:4])
-            if w.min() < -256 or w.max() > 255:
-                raise UnsupportedLayerError(f"{where}: layer {i} (conv) weights {int(w.min())}..{int(w.max())} exceed "
-                                            "Loihi's 8-bit range -256..255")
-            for key in ("stride", "padding"):
-                if key not in g:
-                    raise CheckpointError(f"{where}: layer {i} (conv) has no {key}")
-            stride = _pair(g["stride"][()], where, f"layer {i} (conv) stride", 1)
-            padding = _pair(g["padding"][()], where, f"layer {i} (conv) padding", 0)
-            dilation = _pair(g["dilation"][()], where, f"layer {i} (conv) dilation", 1) if "dilation" in g else (1, 1)
-            groups = _scalar(g["groups"][()], where, f"layer {i} (conv) groups", 1, 1 << 16) if "groups" in g else 1
-            if dilation != (1, 1):
-                raise UnsupportedLayerError(f"{where}: layer {i} (conv) has dilation {dilation}; only 1 is supported")
-            c, h, wd = prev_shape
-            kh, kw = w.shape[2:]
-            expect = (w.shape[0], (h + 2 * padding[0] - kh) // stride[0] + 1, (wd + 2 * padding[1] - kw) // stride[1] + 1)
-            if len(out_shape) != 3 or out_shape != expect or w.shape[1] * groups != c or w.shape[0] % groups:
-                raise CheckpointError(f"{where}: layer {i} (conv) shape {out_shape} does not match its weight "
-                                      f"{tuple(w.shape)} on input {prev_shape} (expected {expect})")
-            syns.append(Synapse(f"{name}.synapse", "conv", source, name, w.astype(np.float64), prev_shape, out_shape,
-                                stride=stride, padding=padding, groups=groups, weight_int=w))
-        else:  # dense
-            if prev_shape is not None and len(prev_shape) > 1 and not flatten_next:
-                raise UnsupportedLayerError(f"{where}: layer {i} (dense) reads a {prev_shape} layer without a flatten")
-            flatten_next = False
-            n_out = int(np.prod(out_shape))
-            out_shape = (n_out,)
-            raw = _ints(raw_w)
-            if raw.ndim == 1 and raw.size % n_out == 0:
-                raw = raw.reshape(n_out, -1)
-            if raw.ndim != 2:
-                raise CheckpointError(f"{where}: layer {i} (dense) weight has shape {tuple(raw.shape)}; allowed: "
-                                      f"({n_out}, inputs)")
-            n_in = int(np.prod(prev_shape)) if prev_shape is not None else raw.shape[1]
-            if raw.shape != (n_out, n_in):
-                raise CheckpointError(f"{where}: layer {i} (dense) weight {tuple(raw.shape)} does not match "
-                                      f"{n_in} inputs and {n_out} outputs")
-            if prev_shape is None:
-                input_shape = prev_shape = (n_in,)
-            w = effective_dense_weight(raw, f"{where}: layer {i} (dense)")
-            syns.append(Synapse(f"{name}.synapse", "dense", source, name, w.astype(np.float64), prev_shape,
-                                out_shape, delay=_delay(g, f"{where}: layer {i} (dense)"), weight_int=w))
-        pops.append(_population(name, out_shape, prm, _full_bias(g, out_shape, name, where), depth))
-    if not pops:
-        raise CheckpointError(f"{where}: no neuron layers")
-    if syns and syns[0].source == INPUT:
-        notes.append(f"input: spikes (binary input spikes of shape {input_shape} read by synapse "
-                     f"{syns[0].name!r}, an on-chip {syns[0].kind} with one step of latency)")
-    notes.append("no staggered reset: netx applies none unless Network(reset_interval=...) is given")
-    return DeployGraph(tuple(input_shape), pops, syns, notes=notes)
+            read.input(g, i)
+        elif kind == "flatten":
+            read.flatten(g, i)
+        else:
+            read.neurons(g, i, kind)
+    return read.graph()
 
 
 def read_netx(path: str | Path) -> DeployGraph:
