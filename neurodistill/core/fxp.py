@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .graph import INPUT, DeployGraph, Synapse
-
-UV_MAX = 2**23  # 24-bit u and v
+from .quantize import UV_MAX
 
 
 def wrap_u(u: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Loihi fixed-point formats: power-of-two scales, even 8-bit weights, 13-bit biases, 17-bit thresholds.
 
+The one home of Loihi 2's number formats (every reader, writer and simulator imports them from here).
+
 Pure functions over numpy arrays (docs/loihi2.md#decisions, item 6; docs/loihi2.md#fixed-point-neuron-update).
 """
 
@@ -10,9 +12,13 @@ import math
 import numpy as np
 
 WEIGHT_MIN = -256  # Loihi's mixed-sign 8-bit weights: even integers in [-256, 254]
+WEIGHT_MAX = 255  # what Lava's clip_weights keeps of an 8-bit weight: [-256, 255]
 BIAS_BITS = 13  # signed bias mantissa: [-4096, 4095], applied as bias << 6
 V_TH_MAX = 2**17 - 1  # 17-bit threshold mantissa, compared as vth << 6
-DECAY_UNITY = 4096
+BIAS_EXP = 6  # bias mantissas and thresholds act shifted left by 6
+DECAY_UNITY = 4096  # iDecay/vDecay of 4096: the state decays to 0 in one step
+UV_MAX = 2**23  # 24-bit u and v
+DELAY_MAX = 62  # netx clamps synaptic delays to 62 steps
 
 
 def weight_grid(bits: int) -> tuple[int, int, int]:

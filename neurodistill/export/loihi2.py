@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.quantize import BIAS_EXP
 from ..data.samples import dataset_samples
 from ..errors import ConfigError, UnsupportedLayerError
 from ..formats.manifest import MANIFEST_FILE, Manifest
@@ -215,7 +216,7 @@ def _layer_entry(graph, p, r) -> dict:
         "name": p.name, "kind": p.neuron.kind, "shape": list(p.shape), "neurons": p.size, "depth": p.depth,
         "neuron_float": asdict(p.neuron),
         "neuron_loihi": {"iDecay": p.i_decay, "vDecay": p.v_decay, "vThMant": p.v_th_mant,
-                         "bias_exp": 6, "bias_mant_range": [int(np.min(p.bias_mant)), int(np.max(p.bias_mant))]},
+                         "bias_exp": BIAS_EXP, "bias_mant_range": [int(np.min(p.bias_mant)), int(np.max(p.bias_mant))]},
         "scale": p.scale, "weight_bits": r.weight_bits, "clipped_fraction": {"weights": r.weight_clipped, "bias": r.bias_clipped},
         "synapses": [{"name": s.name, "kind": s.kind, "source": s.source, "host": s.host, "delay": s.delay,
                       "weight_shape": list(s.weight.shape), "stride": list(s.stride), "padding": list(s.padding),

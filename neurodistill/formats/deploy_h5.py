@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from ..core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
-from ..core.quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, WEIGHT_MIN
+from ..core.quantize import BIAS_BITS, DECAY_UNITY, V_TH_MAX, WEIGHT_MAX, WEIGHT_MIN
 from ..errors import CheckpointError
 from ..io.hdf5 import open_hdf5
 from ..io.output import atomic_write
@@ -222,7 +222,7 @@ def _population(g: h5py.Group, i: int, where: str) -> tuple[Population, np.ndarr
 
 
 SYNAPSE_KINDS = ("conv", "dense")
-W_INT_MIN, W_INT_MAX = WEIGHT_MIN, 255  # Lava clips mixed-sign 8-bit weights to [-256, 255]
+W_INT_MIN, W_INT_MAX = WEIGHT_MIN, WEIGHT_MAX
 
 
 def _synapse(g: h5py.Group, i: int, where: str) -> Synapse:

@@ -34,14 +34,15 @@ import numpy as np
 
 from ...core.graph import INPUT, DeployGraph, Neuron, Population, Synapse
 from ...core.netx_dense import effective_dense_weight  # noqa: F401 - re-exported: its home is core
+from ...core.quantize import DECAY_UNITY, DELAY_MAX, V_TH_MAX, WEIGHT_MAX, WEIGHT_MIN
 from ...errors import CheckpointError, UnsupportedLayerError
 from ...io.hdf5 import open_hdf5
 
 SUPPORTED = ("input", "conv", "dense", "flatten")
 NEURON_TYPES = ("CUBA", "LOIHI")
-V_TH_READOUT = 2**17 - 1  # maximum 17-bit threshold: an integrating readout (spec Decision 4)
+V_TH_READOUT = V_TH_MAX  # maximum 17-bit threshold: an integrating readout
 # netx's default neuron for a dense layer without a `neuron` group: `1 << 18 - 1` is 1 << 17
-DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
+DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": DECAY_UNITY, "vThMant": 1 << 17}
 
 
 def _str(ds) -> str:
@@ -110,8 +111,8 @@ def _neuron_params(g: h5py.Group, i: int, kind: str, where: str) -> dict:
     for k in ("iDecay", "vDecay", "vThMant"):
         if k not in n:
             raise CheckpointError(f"{where}: {at} has no {k}")
-    return {"type": ntype, "iDecay": _scalar(n["iDecay"][()], where, f"{at} iDecay", 0, 4096),
-            "vDecay": _scalar(n["vDecay"][()], where, f"{at} vDecay", 0, 4096),
+    return {"type": ntype, "iDecay": _scalar(n["iDecay"][()], where, f"{at} iDecay", 0, DECAY_UNITY),
+            "vDecay": _scalar(n["vDecay"][()], where, f"{at} vDecay", 0, DECAY_UNITY),
             "vThMant": _scalar(n["vThMant"][()], where, f"{at} vThMant", 0, 1 << 17)}
 
 
@@ -119,7 +120,7 @@ def _population(name: str, shape: tuple[int, ...], prm: dict, bias: np.ndarray, 
     v_decay, v_th = prm["vDecay"], prm["vThMant"]
     readout = v_decay == 0 and v_th >= V_TH_READOUT
     neuron = Neuron("readout" if readout else ("if" if v_decay == 0 else "lif"),
-                    tau=4096 / v_decay if v_decay else float("inf"), decay_input=False,
+                    tau=DECAY_UNITY / v_decay if v_decay else float("inf"), decay_input=False,
                     v_threshold=float(v_th), v_reset=0.0)
     if bias.min(initial=0) < -(2**15) or bias.max(initial=0) >= 2**15:
         raise UnsupportedLayerError(f"population {name}: bias {int(bias.min())}..{int(bias.max())} does not fit "
@@ -148,7 +149,7 @@ def _full_bias(g: h5py.Group, shape: tuple[int, ...], name: str, where: str) -> 
 def _delay(g: h5py.Group, where: str) -> int:
     if "delay" not in g:
         return 0
-    d = np.clip(_numbers(g["delay"][()], where, "delay"), 0, 62).astype(np.int64)  # netx clamps delays to 62
+    d = np.clip(_numbers(g["delay"][()], where, "delay"), 0, DELAY_MAX).astype(np.int64)
     if d.size and not (d == d.reshape(-1)[0]).all():
         raise UnsupportedLayerError(f"{where}: per-synapse dense delays are not supported (one delay per layer)")
     return int(d.reshape(-1)[0]) if d.size else 0
@@ -214,9 +215,9 @@ class _Layers:
             raise CheckpointError(f"{where}: {at} weight has shape {tuple(w.shape)}; allowed: "
                                   "(C_out, C_in / groups, kH, kW)")
         w = w.reshape(w.shape[:4])
-        if w.min() < -256 or w.max() > 255:
+        if w.min() < WEIGHT_MIN or w.max() > WEIGHT_MAX:
             raise UnsupportedLayerError(f"{where}: {at} weights {int(w.min())}..{int(w.max())} exceed "
-                                        "Loihi's 8-bit range -256..255")
+                                        f"Loihi's 8-bit range {WEIGHT_MIN}..{WEIGHT_MAX}")
         for key in ("stride", "padding"):
             if key not in g:
                 raise CheckpointError(f"{where}: {at} has no {key}")
