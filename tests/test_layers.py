@@ -95,3 +95,33 @@ def test_no_import_cycle():
     for a, b in (("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a"), ("p.c", "p.d")):
         probe.add_import(importer=a, imported=b)
     assert cycle_edges(probe) == [("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a")]
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
+
+
+def long_units(package: Path) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions (methods included) over MAX_FUNCTION_LINES."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        rel = path.relative_to(package.parent)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    found.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
+    return found
+
+
+def test_no_long_module_or_function(tmp_path):
+    assert long_units(ROOT / "neurodistill") == []
+    # the check itself: a probe package with one long function and one long module is caught
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "f.py").write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    (probe / "m.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert long_units(probe) == [f"probe/f.py:1 f: {MAX_FUNCTION_LINES + 1} lines",
+                                 f"probe/m.py: {MAX_MODULE_LINES + 1} lines"]

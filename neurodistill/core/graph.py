@@ -117,3 +117,10 @@ class DeployGraph:
             len([s for s in chip if s.target == p.name]) == 1 and self.incoming(p.name)[0].source == prev.name
             for prev, p in zip(pops, pops[1:], strict=False)
         )
+
+
+def as_pair(v) -> tuple[int, int]:
+    """(h, w) of a stride, padding or kernel size given as an int, a pair, or what nir.read gives
+    back (numpy scalars and arrays): the one normalization every reader and writer uses."""
+    a = np.asarray(v).reshape(-1)
+    return int(a[0]), int(a[-1])

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from .fold import bn_affine, fold_avgpool_into_conv, pull_back
-from .graph import Neuron
+from .graph import Neuron, as_pair
 
 # where, what: a violation, collected so that every one is reported at once
 Fail = Callable[[str, str], None]
@@ -51,10 +51,6 @@ class Unknown:
 
 
 UNKNOWN = Unknown()
-
-
-def pairs(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def synapse_current(path: str, m: nn.Conv2d | nn.Linear, x: Spikes, out_shape: tuple[int, ...],
@@ -98,15 +94,15 @@ def dense_term(name: str, src: str, w: np.ndarray, x: Spikes) -> Term:
 
 
 def conv_term(name: str, src: str, m: nn.Conv2d, w: np.ndarray, x: Spikes, fail: Fail) -> Term | Unknown:
-    if pairs(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+    if as_pair(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
         fail(name, "Conv2d with dilation, non-zero padding mode or string padding is not supported")
         return UNKNOWN
-    stride, padding = pairs(m.stride), pairs(m.padding)
+    stride, padding = as_pair(m.stride), as_pair(m.padding)
     if x.maps:
         pool = x.maps[0]
-        k = pairs(pool.kernel_size) if isinstance(pool, nn.AvgPool2d) else None
-        ok = (len(x.maps) == 1 and k is not None and k[0] == k[1] and pairs(pool.stride or k) == k
-              and pairs(pool.padding) == (0, 0) and x.base_shape[1] % k[0] == 0 and x.base_shape[2] % k[0] == 0)
+        k = as_pair(pool.kernel_size) if isinstance(pool, nn.AvgPool2d) else None
+        ok = (len(x.maps) == 1 and k is not None and k[0] == k[1] and as_pair(pool.stride or k) == k
+              and as_pair(pool.padding) == (0, 0) and x.base_shape[1] % k[0] == 0 and x.base_shape[2] % k[0] == 0)
         if not ok:
             fail(name, "only one AvgPool2d(k, stride k, no padding, dividing the input) may precede a Conv2d")
             return UNKNOWN

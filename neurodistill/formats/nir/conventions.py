@@ -47,12 +47,6 @@ BN_RULE = "folded into the preceding Conv2d/Linear: W' = W*g/s, b' = beta + (b -
 HARD_RESET = "hard reset to v_reset"
 
 
-def as_pair(v) -> tuple[int, int]:
-    """(h, w) from an int, a pair, or what nir.read gives back (numpy scalars and arrays)."""
-    a = np.asarray(v).reshape(-1)
-    return int(a[0]), int(a[-1])
-
-
 def neuron_node(kind: str, shape: tuple[int, ...], *, tau: float | None, v_threshold: float, v_reset: float,
                 decay_input: bool, dt: float) -> nir.NIRNode:
     """A spikingjelly-style LIF or IF neuron as a NIR node (LIF_CONVENTION); float64 keeps the

@@ -40,8 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.graph import as_pair
 from ...errors import ConfigError, ModelError, UnsupportedLayerError
-from .conventions import BN_RULE, HARD_RESET, READOUT_LOGITS, as_pair, graph_metadata, neuron_node
+from .conventions import BN_RULE, HARD_RESET, READOUT_LOGITS, graph_metadata, neuron_node
 from .exportable import check_exportable, fold_and_strip, module_types, trace, units
 
 log = logging.getLogger(__name__)

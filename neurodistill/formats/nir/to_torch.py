@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.graph import as_pair
 from ...errors import UnsupportedLayerError
-from .conventions import as_pair
 from .exportable import spikingjelly_parts
 from .file import one_int, read_nir_file
 
