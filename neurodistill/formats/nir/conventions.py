@@ -1,10 +1,8 @@
 """The NIR conventions every neurodistill NIR file follows, and the one mapping of a neuron to a NIR node.
 
-The graph is the float network exactly as trained, with BatchNorm folded into the synapse
-layer before it (NIR has no BatchNorm node). Everything a reader needs to re-run it is in
-`graph.metadata`, because NIR itself carries no time step (docs/loihi2.md#nir-conventions).
-
-Conventions (also written into every graph's metadata):
+A neurodistill NIR graph is the float network, BatchNorm folded into the synapse layer before
+it (NIR has no BatchNorm node). NIR carries no time step, so everything a reader needs to re-run
+the graph is in `graph.metadata` (docs/loihi2.md#nir-conventions). The conventions:
 
 * Time. `dt` is explicit, default 1.0 meaning "one simulation step" (`time_unit = "step"`);
   any other dt is taken as seconds (`time_unit = "s"`), the unit most NIR readers assume

@@ -4,27 +4,9 @@ The graph is the float network exactly as trained, with BatchNorm folded into th
 layer before it (NIR has no BatchNorm node). Everything a reader needs to re-run it is in
 `graph.metadata`, because NIR itself carries no time step (docs/loihi2.md#nir-conventions).
 
-Conventions (also written into every graph's metadata; `conventions` holds them):
-
-* Time. `dt` is explicit, default 1.0 meaning "one simulation step" (`time_unit = "step"`);
-  any other dt is taken as seconds (`time_unit = "s"`), the unit most NIR readers assume
-  (spikingjelly and snnTorch default to dt = 1e-4 s). Time constants scale with it.
-* Integration: forward Euler with that dt, `v[t] = v[t-1] + dt/tau * (v_leak - v[t-1] + r*I[t])`,
-  the convention of every PyTorch-family NIR exporter.
-* spikingjelly `LIFNode(tau_sj, decay_input, v_threshold, v_reset)` -> `nir.LIF` with
-  `tau = tau_sj * dt`, `r = 1 if decay_input else tau_sj`, `v_leak = v_reset`, `v_threshold`,
-  `v_reset`, so that `dt/tau = 1/tau_sj` reproduces spikingjelly's update exactly.
-  `IFNode` -> `nir.IF(r = 1/dt, v_threshold, v_reset)`.
-* Spikes: spikingjelly fires when `v >= v_threshold`; NIR's nominal rule is `v > v_threshold`.
-  The values are exported unchanged and the difference is recorded (`threshold_comparison`).
-* Reset: NIR only knows "reset to v_reset". A soft reset (`v -= v_threshold`) is refused unless
-  `accept_reset_approximation=True`, in which case it is written as a hard reset to 0 and the
-  layers are listed in `metadata["reset_approximated"]`.
-* Shapes exclude time and batch: the model runs on `[T, B, *input_shape]`, NIR shapes are
-  `input_shape`-like, and `Flatten.start_dim` counts from the first non-batch axis.
-* Readout: the final Linear becomes `Affine -> Output`: logits per step, which the model's user
-  averages over time (`metadata["readout"]`).
-* Residual adds become several edges into one node; a NIR node sums its inputs.
+The conventions (time, integration, the LIF/IF mapping, threshold, reset, shapes, readout,
+residual sums) are those of `conventions`, whose docstring states them; every graph's metadata
+repeats them for the file's reader.
 """
 
 from __future__ import annotations
