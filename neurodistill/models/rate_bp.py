@@ -58,7 +58,6 @@ MaxPool2d: every spiking model in the registry. Anything else raises `MethodErro
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,16 +67,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MethodError
+from .rate_bp_layers import (
+    batch_stats,
+    classify,
+    maxpool_selection,
+    norm_dims,
+    pool_geometry,
+    restore_forward,
+    swap_forward,
+)
+from .rate_bp_neuron import neuron_leak, neuron_record, surrogate_grad
 
 Tensor = torch.Tensor
-
-# Leaf modules that are linear (affine) in their input, so rates pass through them unchanged.
-_LINEAR = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear,
-    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.Flatten, nn.Identity,
-)  # fmt: skip
 
 
 @dataclass
@@ -142,7 +143,7 @@ class RateBackprop:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.root = _unwrap(model)
-        self.neurons, self.norms, self.pools = _classify(self.root)
+        self.neurons, self.norms, self.pools = classify(self.root)
         self._records: dict[nn.Module, list] = {}
         self._cursor: dict[nn.Module, int] = {}
 
@@ -195,18 +196,18 @@ class RateBackprop:
 
     # --- BatchNorm ---------------------------------------------------------------------------
     def _record_norm(self, bn: nn.Module, args: tuple) -> None:
-        if _batch_stats(bn):
+        if batch_stats(bn):
             x = args[0]
-            dims = _norm_dims(x)
+            dims = norm_dims(x)
             xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
             var, mean = torch.var_mean(xf, dims, unbiased=False)
             self._push(bn, (mean, var))
 
     def _rate_norm(self, bn: nn.Module, x: Tensor, _forward) -> Tensor:
-        if not _batch_stats(bn):
+        if not batch_stats(bn):
             return _forward(x)  # eval mode: running statistics, the same affine map in both passes
         mu_s, var_s = self._pop(bn)
-        dims = _norm_dims(x)
+        dims = norm_dims(x)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         var_r, mu_r = torch.var_mean(xf, dims, unbiased=False)
         # Values: the spike-pass statistics. Gradients: through the rate tensor's own statistics.
@@ -222,12 +223,12 @@ class RateBackprop:
     # --- max pooling -------------------------------------------------------------------------
     def _spike_pool(self, pool: nn.Module, x_seq: Tensor, _forward) -> Tensor:
         out = _forward(x_seq)
-        self._push(pool, (out.mean(0), _maxpool_selection(pool, x_seq)))
+        self._push(pool, (out.mean(0), maxpool_selection(pool, x_seq)))
         return out
 
     def _rate_pool(self, pool: nn.Module, x: Tensor, _forward) -> Tensor:
         mean, weights = self._pop(pool)
-        k, s, p, d = _pool_geometry(pool)
+        k, s, p, d = pool_geometry(pool)
         B, C = x.shape[1], x.shape[2]
         cols = F.unfold(F.pad(x[0].flatten(0, 1).unsqueeze(1), (p[1], p[1], p[0], p[0])), k, dilation=d, stride=s)
         lin = (weights * cols).sum(1).view(1, B, C, *mean.shape[-2:])
@@ -254,16 +255,16 @@ class RateBackprop:
         saved = []
         try:
             for m in self.neurons:
-                saved.append(_swap_forward(m, lambda x, m=m: neuron_fn(m, x)))
+                saved.append(swap_forward(m, lambda x, m=m: neuron_fn(m, x)))
             for m in self.pools:
-                saved.append(_swap_forward(m, lambda x, m=m, f=m.forward: pool_fn(m, x, f)))
+                saved.append(swap_forward(m, lambda x, m=m, f=m.forward: pool_fn(m, x, f)))
             if norm_fn is not None:
                 for m in self.norms:
-                    saved.append(_swap_forward(m, lambda x, m=m, f=m.forward: norm_fn(m, x, f)))
+                    saved.append(swap_forward(m, lambda x, m=m, f=m.forward: norm_fn(m, x, f)))
             yield
         finally:
             for m, old in reversed(saved):
-                _restore_forward(m, old)
+                restore_forward(m, old)
 
     @contextmanager
     def _hooks(self, norm_pre) -> Iterator[None]:
@@ -275,167 +276,13 @@ class RateBackprop:
                 h.remove()
 
 
-def neuron_record(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Run one spikingjelly LIF/IF neuron over `(T, ...)` from rest: (spikes, rate, eligibility).
-
-    The dynamics are spikingjelly's own (`functional.lif_charge`, `functional.voltage_reset`,
-    the neuron's surrogate for the spike), computed in float32 (float64 for float64 input) as
-    its CPU kernel does; see the module docstring for the eligibility.
-
-    Shape:
-        Input: `(T, ...)`. Output: spikes `(T, ...)`, rate and eligibility `(...)`.
-    """
-    from spikingjelly.activation_based import functional
-
-    lam, c = neuron_leak(node)
-    theta, v_reset, detach = node.v_threshold, node.v_reset, node.detach_reset
-    T = x_seq.shape[0]
-    dtype = torch.promote_types(x_seq.dtype, torch.float32)
-    v = torch.full_like(x_seq[0], 0.0 if v_reset is None else v_reset, dtype=dtype)
-    spikes = torch.empty_like(x_seq)
-    elig = torch.zeros_like(v)
-    rate = torch.zeros_like(v)
-    kappa = torch.ones_like(v)
-    is_lif = _is_lif(node)
-    for t in range(T):
-        x = x_seq[t].to(dtype)
-        h = functional.lif_charge(x, v, node.tau, node.decay_input, v_reset) if is_lif else v + x
-        u = h - theta
-        s = node.surrogate_function(u).to(dtype)
-        sg = surrogate_grad(node.surrogate_function, u)
-        elig += kappa * sg
-        rate += s
-        if v_reset is None:
-            rho = 1.0 if detach else 1.0 - theta * sg
-        else:
-            rho = 1.0 - s if detach else 1.0 - s + (v_reset - h) * sg
-        kappa = 1.0 + lam * rho * kappa
-        v = functional.voltage_reset(h, s, theta, v_reset, detach)
-        spikes[t] = s
-    return spikes, (rate / T).to(x_seq.dtype), (elig * (c / T)).to(x_seq.dtype)
-
-
-def neuron_leak(node: nn.Module) -> tuple[float, float]:
-    """(λ, c) = (∂H_t/∂V_{t-1}, ∂H_t/∂X_t) of a spikingjelly LIF or IF neuron."""
-    if _is_lif(node):
-        return 1.0 - 1.0 / node.tau, (1.0 / node.tau if node.decay_input else 1.0)
-    return 1.0, 1.0
-
-
-def surrogate_grad(fn, u: Tensor) -> Tensor:
-    """σ'(u): the derivative that `fn` (a spikingjelly surrogate) uses in its backward."""
-    with torch.enable_grad():
-        u = u.detach().requires_grad_(True)
-        out = fn(u)
-        (g,) = torch.autograd.grad(out, u, torch.ones_like(out))
-    return g.detach()
-
-
 # --- helpers -------------------------------------------------------------------------------------
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _is_lif(node: nn.Module) -> bool:
-    from spikingjelly.activation_based import neuron
-
-    return isinstance(node, neuron.LIFNode)
-
-
-def _classify(root: nn.Module) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]]:
-    """(neurons, batch norms, max pools) of a model, or MethodError naming what is unsupported."""
-    from spikingjelly.activation_based import base, neuron
-
-    neurons, norms, pools, bad = [], [], [], []
-    inside: list[str] = []  # neurons' own submodules (their surrogate functions) are theirs
-    for name, m in root.named_modules():
-        label = name or type(root).__name__
-        if any(name.startswith(p + ".") for p in inside):
-            continue
-        if isinstance(m, (neuron.LIFNode, neuron.IFNode)):
-            if getattr(m, "step_mode", "m") != "m":
-                bad.append(f"{label} ({type(m).__name__} in single-step mode; set step_mode='m')")
-            neurons.append(m)
-            inside.append(name)
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if _is_plain_bn(m):
-                norms.append(m)
-            else:  # e.g. threshold-dependent or temporal-effective BN: not a per-channel affine map of batch stats
-                bad.append(f"{label} ({type(m).__name__})")
-        elif isinstance(m, nn.MaxPool2d):
-            if m.ceil_mode or m.return_indices:
-                bad.append(f"{label} (MaxPool2d with ceil_mode or return_indices)")
-            pools.append(m)
-        elif getattr(m, "cnf", "ADD") != "ADD":
-            bad.append(f"{label} (SEW block with cnf={m.cnf!r}; only 'ADD' is linear)")
-        elif isinstance(m, base.MemoryModule) or (_is_leaf(m) and not isinstance(m, _LINEAR)):
-            bad.append(f"{label} ({type(m).__name__})")
-    if not neurons:
-        raise MethodError("rate backprop needs a spiking model (spikingjelly neurons); this model has none")
-    if bad:
-        raise MethodError(
-            f"rate backprop does not support {', '.join(bad)}; supported: spikingjelly LIFNode/IFNode (multi-step), "
-            "BatchNorm1d/2d/3d, MaxPool2d, and linear layers (conv, linear, avg pools, flatten, residual add)"
-        )
-    return neurons, norms, pools
-
-
-def _is_leaf(m: nn.Module) -> bool:
-    """A module with no children, other than an empty Sequential (an identity shortcut)."""
-    return not isinstance(m, nn.Sequential) and next(m.children(), None) is None
-
-
-def _is_plain_bn(m: nn.Module) -> bool:
-    """nn.BatchNorm*d or spikingjelly's layer.BatchNorm*d (which only folds T into the batch)."""
-    from spikingjelly.activation_based import layer
-
-    return type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, layer.BatchNorm1d, layer.BatchNorm2d, layer.BatchNorm3d)
-
-
-def _batch_stats(bn: nn.Module) -> bool:
-    """Whether the BatchNorm normalises with batch statistics (torch's rule)."""
-    return bn.training or bn.running_mean is None
-
-
-def _norm_dims(x: Tensor) -> list[int]:
-    """All dims but the channel dim 2 of a multi-step `(T, B, C, ...)` tensor."""
-    return [d for d in range(x.dim()) if d != 2]
-
-
 def _tap(store: dict[str, Tensor], name: str, _module, _args, out: Tensor) -> None:
     store[name] = out[0]
-
-
-def _swap_forward(m: nn.Module, fn):
-    old = m.__dict__.get("forward")
-    m.forward = fn
-    return m, old
-
-
-def _restore_forward(m: nn.Module, old) -> None:
-    if old is None:
-        m.__dict__.pop("forward", None)
-    else:
-        m.forward = old
-
-
-def _pool_geometry(pool: nn.MaxPool2d):
-    pair = torch.nn.modules.utils._pair
-    k, s, p, d = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size), pair(pool.padding), pair(pool.dilation)
-    return k, s, p, d
-
-
-def _maxpool_selection(pool: nn.MaxPool2d, x_seq: Tensor) -> Tensor:
-    """Fraction of steps in which each window position held the max: `(B*C, k*k, L)`."""
-    k, s, p, d = _pool_geometry(pool)
-    kk = math.prod(k)
-    acc = None
-    for t in range(x_seq.shape[0]):
-        xt = F.pad(x_seq[t].flatten(0, 1).unsqueeze(1), (p[1], p[1], p[0], p[0]), value=float("-inf"))
-        cols = F.unfold(xt, k, dilation=d, stride=s)  # (B*C, k*k, L)
-        win = F.one_hot(cols.argmax(1), kk).transpose(1, 2).to(x_seq.dtype)
-        acc = win if acc is None else acc + win
-    return acc / x_seq.shape[0]
 
 
 __all__ = [
