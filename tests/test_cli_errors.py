@@ -155,5 +155,18 @@ def test_existing_run_is_not_overwritten(tmp_path, spiking_ckpt):
     assert spiking_ckpt.read_bytes() == before
 
 
+def test_resume_with_no_epochs_left(tmp_path, spiking_ckpt):
+    """A run that has done its epochs, resumed with --epochs no larger: refused, nothing written
+    (it used to crash with an UnboundLocalError after loading the checkpoint)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(spiking_ckpt.parent, run)
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    assert_user_error(invoke("train", "--resume", "--epochs", "1", "--out", str(run)),
+                      "has trained 1 epoch already", "--epochs 1 asks for no more", "--epochs N with N > 1")
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
 def test_resume_without_a_run(tmp_path):
     assert_user_error(invoke("train", "--resume", "--out", str(tmp_path / "empty")), "no ", "last.pt")

@@ -9,24 +9,12 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedLayerError
+from ..models.rate_bp_layers import restore_forward, swap_forward
 from .neuron import neuron_forward, record
 from .plan import Plan, PopPlan, TermPlan, fold_bias
 from .synapse import encoding_forward, integer_synapse, update_bn_stats
 
 Tensor = torch.Tensor
-
-
-def swap_forward(m: nn.Module, fn) -> tuple[nn.Module, object]:
-    old = m.__dict__.get("forward")
-    m.forward = fn
-    return m, old
-
-
-def restore_forward(m: nn.Module, old) -> None:
-    if old is None:
-        m.__dict__.pop("forward", None)
-    else:
-        m.forward = old
 
 
 class SwappedForwards:

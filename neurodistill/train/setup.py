@@ -159,6 +159,9 @@ def _resume(run: Run) -> dict | None:
     ckpt = restore(inside(out, "last.pt", "--resume: run file"), cfg, run.model, run.step, run.optimizer,
                    run.scheduler, run.scaler)
     run.start_epoch, run.history, run.best, run.train_seconds = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["train_seconds"]
+    if run.start_epoch >= cfg.epochs:  # nothing left to train: there would be no final evaluation to report
+        raise ConfigError(f"--resume: {str(out / 'last.pt')!r} has trained {run.start_epoch} epoch{'s' * (run.start_epoch != 1)} already and "
+                          f"--epochs {cfg.epochs} asks for no more; pass --epochs N with N > {run.start_epoch} to go on")
     log.info("resuming %s at epoch %d of %d", out / "last.pt", run.start_epoch + 1, cfg.epochs)
     run.start = ckpt.get("start")
     return ckpt.get("qat")
