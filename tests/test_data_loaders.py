@@ -254,6 +254,76 @@ def test_cifar10_dvs_frames(tmp_path):
     assert train2.samples == train.samples and test2.samples == test.samples
 
 
+def test_cifar10_dvs_frame_size_is_the_references_resize(tmp_path):
+    from torchvision.transforms import functional as TF
+
+    _cifar10_dvs(tmp_path)
+    _, raw_test, _ = load_dataset("cifar10-dvs", tmp_path, DataOptions(frames=4))
+    train, test, info = load_dataset("cifar10-dvs", tmp_path, DataOptions(frames=4, frame_size=48))
+    assert info.input_shape == (2, 48, 48) and info.frames == 4
+    for i in range(len(test)):
+        raw, y = raw_test[i]
+        x, y2 = test[i]
+        assert x.shape == (4, 2, 48, 48) and y2 == y
+        # torchvision's Resize of the frame tensor: what both reference codes apply (antialiased bilinear)
+        torch.testing.assert_close(x, TF.resize(raw, [48, 48], antialias=True), rtol=1e-5, atol=1e-6)
+        assert 0 < x.sum() < raw.sum()  # counts become mean counts per output pixel
+    assert train[0][0].shape == (4, 2, 48, 48)
+    # a uniform count stays that count: the mean per pixel is kept, the total shrinks with the area
+    from neurodistill.data.frames import resize_frames
+
+    flat = resize_frames(torch.full((3, 2, 128, 128), 2.0), 48)
+    torch.testing.assert_close(flat, torch.full((3, 2, 48, 48), 2.0))
+
+
+def _flip_roll_of(x: torch.Tensor, base: torch.Tensor, roll: int) -> set[tuple[bool, int, int]]:
+    """Every (flip, dy, dx) with |dy|, |dx| <= roll that turns `base` into `x`."""
+    return {(f, dy, dx) for f in (False, True) for dy in range(-roll, roll + 1) for dx in range(-roll, roll + 1)
+            if torch.equal(x, torch.roll(base.flip(-1) if f else base, (dy, dx), dims=(-2, -1)))}
+
+
+def test_cifar10_dvs_flip_and_roll_on_the_train_split_only(tmp_path):
+    _cifar10_dvs(tmp_path)
+    opts = DataOptions(frames=4, frame_size=48, frame_flip=True, frame_roll=5)
+    plain, _, _ = load_dataset("cifar10-dvs", tmp_path, DataOptions(frames=4, frame_size=48))
+    train, test, _ = load_dataset("cifar10-dvs", tmp_path, opts)
+    base = plain[0][0]
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(60):
+        x, y = train[0]
+        assert y == plain[0][1]
+        found = _flip_roll_of(x, base, 5)
+        assert found, "not a flip and a roll of at most 5 pixels of the resized frame"
+        seen |= found
+    assert {f for f, _, _ in seen} == {False, True}  # both ways flipped
+    assert len({(dy, dx) for _, dy, dx in seen}) > 10 and {abs(dy) for _, dy, _ in seen} >= {0, 5}
+    # the test split, and the train split with augment off (what a validation split is cut from), stay as they are
+    test_plain = load_dataset("cifar10-dvs", tmp_path, DataOptions(frames=4, frame_size=48))[1]
+    assert all(torch.equal(test[i][0], test_plain[i][0]) for i in range(len(test)))
+    no_aug, _, _ = load_dataset("cifar10-dvs", tmp_path, DataOptions(**{**opts.__dict__, "augment": False}))
+    assert all(torch.equal(no_aug[0][0], base) for _ in range(5))
+    x0 = pickle.loads(pickle.dumps(train))[0][0]  # spawned workers get a pickled copy, augmentation included
+    assert _flip_roll_of(x0, base, 5)
+
+
+def test_event_frame_options_are_checked(tmp_path):
+    from neurodistill.config import resolve
+    from neurodistill.errors import ConfigError
+
+    for key, bad in (("frame_size", -1), ("frame_size", 5000), ("frame_roll", -2)):
+        with pytest.raises(ConfigError, match=rf"^recipe: data.{key} = {bad!r} is not allowed"):
+            resolve({"data": {key: bad}}, {}, "recipe")
+    for bad in ("48", True):
+        with pytest.raises(ConfigError, match=rf"data.frame_size = {bad!r} has the wrong type"):
+            resolve({"data": {"frame_size": bad}}, {}, "recipe")
+    with pytest.raises(ConfigError, match="data.frame_roll = 1.5 is not allowed"):  # loaders called directly
+        DataOptions(frame_roll=1.5)
+    # mirrored gestures change class: refused before the data directory is even looked at
+    with pytest.raises(ConfigError, match="frame_flip is not allowed with dvs-gesture"):
+        load_dataset("dvs-gesture", tmp_path / "absent", DataOptions(frames=4, frame_flip=True))
+
+
 def _broken_torchaudio(root: Path) -> Path:
     """A torchaudio whose library fails to load as 2.11.1's does beside torch 2.11.0 (the failure
     that made the locks): torch's load_library raises OSError from the linker's error."""

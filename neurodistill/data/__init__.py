@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 
 
 @dataclass(frozen=True)
@@ -24,19 +24,33 @@ class DatasetInfo:
     frames: int | None = None  # time steps stored in each sample (event data); None: static
 
 
+# Side of a resized event frame: far beyond any sensor (DVS128: 128, DAVIS346: 346 x 260).
+MAX_FRAME_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """Loader options that come from the train config; each loader reads the ones it needs."""
 
-    augment: bool = True  # random crop + flip (train split only)
+    augment: bool = True  # train split: random crop + flip (images), frame_flip and frame_roll (event data)
     autoaugment: bool = False  # CIFAR AutoAugment policy (train split only)
     cutout: int = 0  # Cutout square side in pixels, 0 = off
     frames: int = 16  # event datasets: frames per sample
+    frame_size: int = 0  # event datasets: frames resized to this square side (bilinear, antialiased); 0: the sensor's 128
+    frame_flip: bool = False  # event datasets, train split, with augment: random horizontal flip
+    frame_roll: int = 0  # event datasets, train split, with augment: random roll by up to this many pixels in y and x
     image_size: int = 224  # ImageNet crop size
     synthetic_shape: tuple[int, ...] = (3, 32, 32)
     synthetic_classes: int = 10
     synthetic_size: int = 256  # samples in the synthetic train split (test: a quarter)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked here rather than among config.py's ranges so that a loader called directly checks them too.
+        for key, high in (("frame_size", MAX_FRAME_SIZE), ("frame_roll", MAX_FRAME_SIZE)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+                raise ConfigError(f"data.{key} = {value!r} is not allowed; it must be an integer from 0 to {high}")
 
 
 Loader = Callable[[Path | None, DataOptions], tuple[Dataset, Dataset, DatasetInfo]]

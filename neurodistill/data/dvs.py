@@ -1,4 +1,4 @@
-"""CIFAR10-DVS and DVS128 Gesture as frames x: float32 [T, 2, 128, 128], y: int.
+"""CIFAR10-DVS and DVS128 Gesture as frames x: float32 [T, 2, 128, 128] (or S x S), y: int.
 
 The events are read and integrated by SpikingJelly's own dataset classes
 (`spikingjelly.datasets.cifar10_dvs.CIFAR10DVS`, `spikingjelly.datasets.dvs128_gesture.
@@ -26,6 +26,12 @@ data set, the same on every run, machine and training seed. This is a random spl
 "first 100 files of each class" split of TEBN (`CIFAR10DVSTEBNSplit`), on which accuracies
 come out higher; compare numbers only within one split.
 
+Frame size and augmentation (frames.py). `data.frame_size` S resizes every frame to S x S
+(`resize_frames`: event counts become mean counts per pixel); with `data.augment`,
+`data.frame_flip` and `data.frame_roll` augment the train split (`flip_and_roll`). The
+references train CIFAR10-DVS at 48 x 48 with a flip and a roll of up to 5 pixels. DVS128
+Gesture refuses the flip: a mirrored left-hand gesture is a right-hand one.
+
 Labels. CIFAR10-DVS: CIFAR-10 order (airplane=0 .. truck=9). DVS128 Gesture: the official
 class number minus one (gesture_mapping.csv), not SpikingJelly's own index of its folder
 names, which sorts "10" before "2".
@@ -48,6 +54,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DatasetError, InstallError
 from . import DataOptions, DatasetInfo, register_dataset, require_dir
+from .frames import flip_and_roll, resize_frames
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +81,31 @@ def load_frames(path: str) -> np.ndarray:
 
 
 class EventFrames(Dataset):
-    """Frame files written by SpikingJelly, with our labels: x float32 [T, 2, H, W], y int.
+    """Frame files written by SpikingJelly, with our labels: x float32 [T, 2, H, W], y int;
+    resized to `size` (0: as stored), then flipped and rolled as asked (the train split only).
 
     Reads the files itself rather than through SpikingJelly, so that DataLoader workers
     started by spawn or forkserver need not import `spikingjelly.datasets` (and torchaudio).
     """
 
-    def __init__(self, samples: Samples) -> None:
-        self.samples = samples
+    def __init__(self, samples: Samples, size: int = 0, flip: bool = False, roll: int = 0) -> None:
+        self.samples, self.size, self.flip, self.roll = samples, size, flip, roll
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        return torch.as_tensor(load_frames(path), dtype=torch.float32), label
+        x = resize_frames(torch.as_tensor(load_frames(path), dtype=torch.float32), self.size)
+        return flip_and_roll(x, self.flip, self.roll), label
+
+
+def event_splits(train: Samples, test: Samples, options: DataOptions) -> tuple[EventFrames, EventFrames, tuple[int, ...]]:
+    """(train, test, frame shape) with `options`' frame size, and its augmentation on the train split."""
+    augment = options.augment
+    shape = (FRAME_SHAPE[0], options.frame_size, options.frame_size) if options.frame_size else FRAME_SHAPE
+    return (EventFrames(train, options.frame_size, augment and options.frame_flip, options.frame_roll if augment else 0),
+            EventFrames(test, options.frame_size), shape)
 
 
 def stratified_split(samples: Samples, test_fraction: float = TEST_FRACTION,
@@ -333,13 +350,16 @@ def load_cifar10_dvs(data_dir: Path | None, options: DataOptions) -> tuple[Datas
     samples = _relabel(folder, {c: i for i, c in enumerate(CIFAR10_DVS_CLASSES)}, "cifar10-dvs")
     train, test = stratified_split(samples)
     log.info("cifar10-dvs: %d train and %d test samples (fixed 90/10 split) from %s", len(train), len(test), root)
-    info = DatasetInfo("cifar10-dvs", len(CIFAR10_DVS_CLASSES), FRAME_SHAPE, frames=frames)
-    return EventFrames(train), EventFrames(test), info
+    train_ds, test_ds, shape = event_splits(train, test, options)
+    return train_ds, test_ds, DatasetInfo("cifar10-dvs", len(CIFAR10_DVS_CLASSES), shape, frames=frames)
 
 
 @register_dataset("dvs-gesture")
 def load_dvs_gesture(data_dir: Path | None, options: DataOptions) -> tuple[Dataset, Dataset, DatasetInfo]:
     frames = _frames(options)
+    if options.frame_flip:
+        raise ConfigError("data.frame_flip is not allowed with dvs-gesture: mirrored, a left-hand or clockwise "
+                          "gesture becomes a right-hand or anticlockwise one, another class; leave it off")
     root = require_dir(data_dir, "dvs-gesture", GESTURE_LAYOUT)
     _check_gesture(root)
     DVS128Gesture = _spikingjelly("dvs128_gesture").DVS128Gesture
@@ -354,5 +374,5 @@ def load_dvs_gesture(data_dir: Path | None, options: DataOptions) -> tuple[Datas
     train = _relabel(train_folder, label_of, "dvs-gesture")
     test = _relabel(test_folder, label_of, "dvs-gesture")
     log.info("dvs-gesture: %d train and %d test samples from %s", len(train), len(test), root)
-    info = DatasetInfo("dvs-gesture", GESTURE_CLASSES, FRAME_SHAPE, frames=frames)
-    return EventFrames(train), EventFrames(test), info
+    train_ds, test_ds, shape = event_splits(train, test, options)
+    return train_ds, test_ds, DatasetInfo("dvs-gesture", GESTURE_CLASSES, shape, frames=frames)
