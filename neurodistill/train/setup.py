@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,12 @@ from ..errors import CheckpointError, ConfigError
 from ..io.files import inside
 from ..models import create_model, get_spec, select_backend
 from ..qat import training as qat
+from . import gpu
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .inputs import Inputs, data_loader
+from .loaders import TrainSamples
 from .run_dir import create_out_dir, open_tensorboard, write_config
+from .schedule import Schedule
 from .state import Run, restore
 
 log = logging.getLogger(__name__)
@@ -76,15 +78,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg.weight_decay)
+    params = [p for g in groups for p in g["params"]]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False, **gpu.fused(params))
+    return torch.optim.AdamW(groups, lr=cfg.lr, **gpu.fused(params))
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches: int) -> Schedule:
+    """The learning rate over `cfg.epochs` epochs of `batches` steps (neurodistill/train/schedule.py)."""
+    return Schedule(opt, cfg.schedule, cfg.epochs, batches)
 
 
 def load_data(cfg: TrainConfig) -> tuple[Any, Any, Any, DatasetInfo]:
@@ -129,27 +131,28 @@ def _build(cfg: TrainConfig, spec, out: Path, device: torch.device, d: distribut
     """The model (with its --init weights), the teacher, the method's step, the optimizer and its schedule."""
     meta = model_meta(cfg.model, info, cfg)
     model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None).to(device)
+    model = gpu.prepare(model, cfg, device)
     qat.check_deploy(cfg.deploy, spec.spiking, info.frames, cfg.model)
     if cfg.init and not resume:
         qat.load_init(cfg.init, model, cfg.model)
-    teacher = load_teacher(cfg.teacher, info, device) if cfg.teacher else None
+    teacher = gpu.prepare(load_teacher(cfg.teacher, info, device), cfg, device) if cfg.teacher else None
     inputs = Inputs(info, cfg.timesteps, spec.spiking)
     if info.frames and spec.spiking and cfg.timesteps != info.frames:
         log.info("event data: using its %d frames per sample as the time steps (timesteps=%d ignored)", info.frames, cfg.timesteps)
 
     step = build_step(cfg, model, inputs, tuple(info.input_shape), info.num_classes, teacher)
 
-    batches = math.ceil(len(train_ds) / (cfg.batch_size * d.world))
+    samples = TrainSamples(train_ds, cfg, d, device.type)
+    batches = samples.batches()
     if cfg.limit_train_batches:
         batches = min(batches, cfg.limit_train_batches)
     trainee = Trainee(model, step)
     optimizer = build_optimizer(trainee, cfg)
-    scheduler = build_scheduler(optimizer, cfg, batches * cfg.epochs)
-    use_amp = cfg.amp and device.type == "cuda"
-    step.use_amp = use_amp
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scheduler = build_scheduler(optimizer, cfg, batches)
+    step.use_amp, step.amp_dtype, scaled = gpu.amp(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=scaled)
     return Run(cfg=cfg, out=out, device=device, d=d, info=info, meta=meta, model=model, step=step, inputs=inputs,
-               trainee=trainee, optimizer=optimizer, scheduler=scheduler, scaler=scaler, train_ds=train_ds,
+               trainee=trainee, optimizer=optimizer, scheduler=scheduler, scaler=scaler, train_ds=samples,
                batches=batches)
 
 
@@ -159,9 +162,10 @@ def _resume(run: Run) -> dict | None:
     ckpt = restore(inside(out, "last.pt", "--resume: run file"), cfg, run.model, run.step, run.optimizer,
                    run.scheduler, run.scaler)
     run.start_epoch, run.history, run.best, run.train_seconds = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt["train_seconds"]
-    if run.start_epoch >= cfg.epochs:  # nothing left to train: there would be no final evaluation to report
-        raise ConfigError(f"--resume: {str(out / 'last.pt')!r} has trained {run.start_epoch} epoch{'s' * (run.start_epoch != 1)} already and "
-                          f"--epochs {cfg.epochs} asks for no more; pass --epochs N with N > {run.start_epoch} to go on")
+    if run.start_epoch > cfg.epochs:  # equal is allowed: no epoch runs, the run is evaluated again
+        n = run.start_epoch
+        raise ConfigError(f"--resume: {str(out / 'last.pt')!r} has trained {n} epoch{'s' * (n != 1)} already, more "
+                          f"than --epochs {cfg.epochs}; pass --epochs {n} to evaluate it again or more to go on")
     log.info("resuming %s at epoch %d of %d", out / "last.pt", run.start_epoch + 1, cfg.epochs)
     run.start = ckpt.get("start")
     return ckpt.get("qat")
@@ -173,8 +177,8 @@ def _attach(run: Run, val_ds, test_ds) -> None:
     run.net = run.trainee
     if d.enabled:
         run.net = nn.parallel.DistributedDataParallel(run.trainee, device_ids=[device.index] if device.type == "cuda" else None)
-    run.test_loader = data_loader(test_ds, cfg, d, train=False)
-    run.val_loader = data_loader(val_ds, cfg, d, train=False) if val_ds is not None else None
+    run.test_loader = data_loader(test_ds, cfg, d, train=False, device_type=device.type)
+    run.val_loader = data_loader(val_ds, cfg, d, train=False, device_type=device.type) if val_ds is not None else None
     run.selection = ({"split": "validation", "samples": len(val_ds), "fraction": cfg.val_split, "of": "the training split"}
                      if val_ds is not None else
                      {"split": "test", "samples": len(test_ds), "note": "--val-split 0: best.pt chosen on the test split"})
