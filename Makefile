@@ -33,7 +33,7 @@ UV := $(UV_VENV)/bin/uv
 UV_COMPILE = $(UV) pip compile --quiet --no-cache --exclude-newer $(LOCK_DATE) --generate-hashes \
 	--custom-compile-command 'make lock'
 
-.PHONY: demo test lava-env lock lock-check bench compare lint fuzz clean
+.PHONY: demo test lava-env lock lock-check bench compare lint gpu-check fuzz clean
 
 $(VENV)/.installed: $(MAIN_LOCK) pyproject.toml scripts/envlock.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -96,6 +96,9 @@ bench: $(VENV)/.installed
 
 compare: $(VENV)/.installed
 	$(PY) benchmarks/compare_methods.py
+
+gpu-check: $(VENV)/.installed
+	$(PY) scripts/gpu_check.py
 
 fuzz: $(VENV)/.installed
 	$(PY) scripts/fuzz.py --json benchmarks/results/fuzz.json

@@ -163,6 +163,7 @@ def test_device_choice(bundle, tmp_path):
     assert res.exit_code == 2 and "--device 'tpu' is not allowed" in res.output
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_fxp_on_cuda_equals_cpu(bundle, tmp_path):
     """Exactness on the GPU: float32 sums with TF32 off, float64 elsewhere (runs where CUDA is)."""
