@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Subset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader
 
 from .. import distributed
 from ..config import TrainConfig
 from ..data import DatasetInfo
+from .loaders import TrainSamples, eval_loader
 
 
 class Inputs:
@@ -39,17 +39,11 @@ class Inputs:
         return x.mean(1) if self.event else x
 
 
-def data_loader(ds, cfg: TrainConfig, d: distributed.Dist, train: bool, epoch: int = 0) -> DataLoader:
-    """The training loader of `epoch` (shuffled), or the evaluation loader (in order)."""
+def data_loader(ds, cfg: TrainConfig, d: distributed.Dist, train: bool, epoch: int = 0,
+                device_type: str = "cpu") -> DataLoader:
+    """The training loader set to `epoch` (shuffled), or the evaluation loader (in order). Given the
+    run's `TrainSamples`, every epoch gets its one loader back; given a plain dataset, a new one."""
     if not train:
-        # Shard the test set without padding so reduced accuracies count each sample once.
-        ds = Subset(ds, range(d.rank, len(ds), d.world)) if d.enabled else ds
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-    if d.enabled:
-        sampler = DistributedSampler(ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-    else:
-        # A generator seeded per epoch makes the order independent of how the run got here
-        # (uninterrupted or resumed).
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=False)
+        return eval_loader(ds, cfg, d, device_type)
+    samples = ds if isinstance(ds, TrainSamples) else TrainSamples(ds, cfg, d, device_type)
+    return samples.epoch(epoch)

@@ -38,7 +38,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
-    train_ds: Any
+    train_ds: Any  # TrainSamples: the training split, its per-sample seeds and the run's one loader
     batches: int  # training batches per epoch
     dep: Any = None  # --deploy: the qat Deployment the training forward runs
     net: nn.Module | None = None  # net(x, y): the method's step; net(x): the plain model (evaluation)
@@ -88,7 +88,9 @@ def restore(last: Path, cfg, model, step, optimizer, scheduler, scaler) -> dict[
         model.load_state_dict(ckpt["state_dict"])
         step.load_checkpoint_entry(ckpt.get("method"), where)
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        # The checkpoint's scheduler entry (torch's CosineAnnealingLR state in older runs) is not read:
+        # the schedule follows from the epochs finished and the --epochs in force.
+        scheduler.resume(ckpt["epoch"])
         if ckpt.get("scaler"):  # a run saved without AMP (CPU, amp: false) has an empty scaler state
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
