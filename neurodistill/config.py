@@ -48,14 +48,20 @@ class TrainConfig:
     weight_decay: float = 5e-4  # on conv/linear weights only, never on BN or biases
     schedule: str = "cosine"  # cosine (per iteration, to 0) | constant
     amp: bool = True  # mixed precision; only ever used on CUDA
+    amp_dtype: str = "fp16"  # fp16 (with a gradient scaler) | bf16 (none needed); CUDA only, like amp
+    channels_last: bool = False  # NHWC weights and images on CUDA (faster convolutions); ignored on a CPU
+    compile: bool = False  # torch.compile the model's forward on CUDA (BPTT); ignored on a CPU
     seed: int = 0
     val_split: float = 0.1  # held out of the training split to select best.pt; 0: select on test (the papers' protocol)
     device: str = "auto"  # auto | cpu | cuda
     backend: str = "auto"  # spikingjelly neuron kernels on CUDA: auto | torch | cuda | triton
-    workers: int = 0  # DataLoader worker processes
+    workers: int | str = "auto"  # DataLoader worker processes per process; auto: 0 on a CPU, on CUDA cores per local rank - 1, at most 8
     limit_train_batches: int = 0  # > 0: stop each epoch after that many batches (smoke tests)
     out: str = "runs/train"
     tensorboard: bool = False
+    log_every: int = 50  # one log line (or bar update) every N training steps; 0: at each epoch's end only
+    eval_every: int = 1  # evaluate every N epochs, and always after the last
+    save_every: int = 1  # write last.pt every N epochs, and always after the last
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     tssd: TssdConfig = field(default_factory=TssdConfig)  # settings of --method tssd
@@ -73,16 +79,18 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "backend": ("auto", "torch", "cuda", "triton", "cupy"),
     "backprop": BACKPROPS,
+    "amp_dtype": ("fp16", "bf16"),
 }
 POSITIVE = ("timesteps", "epochs", "batch_size")
 # Integer settings and their allowed range (neurodistill.io.limits: a typo cannot hang the tool or
 # exhaust memory). Keys are dotted config paths.
 INT_RANGES = {
     "timesteps": (1, MAX_TIMESTEPS), "epochs": (1, 1_000_000), "batch_size": (1, 1_000_000),
-    "workers": (0, MAX_WORKERS), "limit_train_batches": (0, 2**40), "seed": (0, 2**63 - 1),
+    "limit_train_batches": (0, 2**40), "seed": (0, 2**63 - 1),
     "data.cutout": (0, 100_000), "data.frames": (1, MAX_TIMESTEPS), "data.image_size": (1, 100_000),
     "data.synthetic_classes": (1, MAX_CLASSES), "data.synthetic_size": (1, MAX_SAMPLES), "data.seed": (0, 2**63 - 1),
     "tssd.teacher_timesteps": (0, MAX_TIMESTEPS), "qat.calib": (1, MAX_SAMPLES),
+    "log_every": (0, 2**40), "eval_every": (1, 1_000_000), "save_every": (1, 1_000_000),
 }
 # Elements of one synthetic sample (3 x 4096 x 4096 is far beyond any image a model here takes).
 MAX_SAMPLE_ELEMENTS = 3 * 4096 * 4096
@@ -205,6 +213,10 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
         elif cfg.backprop != "rate":
             raise ConfigError(f"{where}: backprop = {cfg.backprop!r} is not allowed with method esd, which trains with "
                               "rate-based backprop; set backprop = rate or leave it out")
+    if cfg.compile and (cfg.backprop == "rate" or cfg.deploy):
+        raise ConfigError(f"{where}: compile = true is not allowed with {'deploy' if cfg.deploy else 'rate-based backprop'}, "
+                          "which swaps the model's layer forwards at every step (torch.compile would recompile each time); "
+                          "leave compile out")
     if cfg.method == "tssd" and cfg.tssd.teacher_timesteps and cfg.tssd.teacher_timesteps <= cfg.timesteps:
         raise ConfigError(f"{where}: tssd.teacher_timesteps = {cfg.tssd.teacher_timesteps} is not allowed with "
                           f"timesteps = {cfg.timesteps}; the temporal teacher needs more steps (0 = 2 x timesteps)")
@@ -231,6 +243,8 @@ def _floats(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def _check_ranges(cfg: TrainConfig, where: str) -> None:
     for key, (lo, hi) in INT_RANGES.items():
         check_range(where, key, _get(cfg, key), lo, hi)
+    if cfg.workers != "auto" and (isinstance(cfg.workers, str) or not 0 <= cfg.workers <= MAX_WORKERS):
+        raise ConfigError(f"{where}: workers = {cfg.workers!r} is not allowed; allowed: auto, or an integer from 0 to {MAX_WORKERS}")
     for key, v in _floats(cfg):
         if not math.isfinite(v):
             raise ConfigError(f"{where}: {key} = {v} is not allowed; it must be a finite number")

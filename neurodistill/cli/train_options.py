@@ -34,6 +34,10 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--weight-decay", "weight_decay", float, "weight decay on conv/linear weights [5e-4]"),
     ("--schedule", "schedule", click.Choice(["cosine", "constant"]), "learning-rate schedule [cosine]"),
     ("--amp/--no-amp", "amp", bool, "mixed precision on CUDA [on]"),
+    ("--amp-dtype", "amp_dtype", click.Choice(["fp16", "bf16"]),
+     "mixed precision's type on CUDA: fp16 (with loss scaling) or bf16 (Ampere or newer) [fp16]"),
+    ("--channels-last/--no-channels-last", "channels_last", bool, "channels-last (NHWC) weights and images on CUDA [off]"),
+    ("--compile/--no-compile", "compile", bool, "torch.compile the model's forward on CUDA (bptt, without --deploy) [off]"),
     ("--seed", "seed", int, "random seed [0]"),
     ("--val-split", "val_split", float,
      "fraction of the training split held out to select best.pt [0.1]; 0 selects on the test split, as the "
@@ -41,10 +45,15 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--device", "device", click.Choice(["auto", "cpu", "cuda"]), "device [auto]"),
     ("--backend", "backend", click.Choice(["auto", "torch", "cuda", "triton", "cupy"]),
      "spikingjelly neuron kernels on CUDA; cupy is an alias of cuda in spikingjelly 2.x [auto]"),
-    ("--workers", "workers", int, "DataLoader worker processes [0]"),
+    ("--workers", "workers", str,
+     "DataLoader worker processes per process: N, or auto = 0 on a CPU, on CUDA the cores per local rank less one, "
+     "at most 8 [auto]"),
     ("--limit-train-batches", "limit_train_batches", int, "stop each epoch after N batches (smoke tests) [0 = all]"),
     ("--out", "out", click.Path(), "run directory [runs/train]"),
     ("--tensorboard/--no-tensorboard", "tensorboard", bool, "write TensorBoard events to OUT/tb [off]"),
+    ("--log-every", "log_every", int, "a progress line every N steps off a terminal (loss, lr, images/s, ETA) [50; 0 = none]"),
+    ("--eval-every", "eval_every", int, "evaluate every N epochs, and after the last [1]"),
+    ("--save-every", "save_every", int, "write last.pt every N epochs, and after the last [1]"),
     ("--neuron", "neuron.kind", click.Choice(["lif", "if"]), "neuron model [lif]"),
     ("--tau", "neuron.tau", float, "LIF membrane time constant [2.0]"),
     ("--decay-input/--no-decay-input", "neuron.decay_input", bool, "LIF input is divided by tau [on]"),
@@ -85,6 +94,10 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--autoaugment/--no-autoaugment", "data.autoaugment", bool, "CIFAR AutoAugment policy [off]"),
     ("--cutout", "data.cutout", int, "Cutout side in pixels, 0 = off [0]"),
     ("--frames", "data.frames", int, "event datasets: frames per sample [16]"),
+    ("--frame-size", "data.frame_size", int,
+     "event datasets: resize frames to S x S (antialiased bilinear; pixels hold mean event counts) [0 = 128]"),
+    ("--frame-flip/--no-frame-flip", "data.frame_flip", bool, "event datasets: random horizontal flip of the train split [off]"),
+    ("--frame-roll", "data.frame_roll", int, "event datasets: random roll of the train split by up to N pixels in y and x [0]"),
     ("--image-size", "data.image_size", int, "ImageNet crop size [224]"),
     ("--synthetic-shape", "data.synthetic_shape", str, "synthetic: sample shape, e.g. 3,32,32 [3,32,32]"),
     ("--synthetic-classes", "data.synthetic_classes", int, "synthetic: classes [10]"),
@@ -114,6 +127,8 @@ def config_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
             value = _int_list("--synthetic-shape", value)
         elif path[-1] == "stages":
             value = _str_list("--esd-stages", value)
+        elif path[-1] == "workers":
+            value = _workers(value)
         node = out
         for p in path[:-1]:
             node = node.setdefault(p, {})
@@ -129,6 +144,16 @@ def _int_list(flag: str, text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise ConfigError(f"{flag} {text!r}: every size must be >= 1")
     return values
+
+
+def _workers(text: str) -> int | str:
+    """`auto` or an integer; the config checks its range."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--workers {text!r} is neither auto nor an integer (e.g. --workers 8)") from None
 
 
 def _str_list(flag: str, text: str) -> list[str]:

@@ -49,9 +49,10 @@ class MethodStep(nn.Module):
         super().__init__()
         self.inputs = inputs
         self.use_amp = False  # set by the trainer: mixed precision for the network passes (CUDA)
+        self.amp_dtype = torch.float16  # set by the trainer: --amp-dtype
 
     def autocast(self):
-        return torch.autocast("cuda") if self.use_amp else nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
 
     def run(self, module: nn.Module, x: Tensor) -> Tensor:
         """One pass of a network (the model or an auxiliary head) under the trainer's autocast, as float."""
@@ -133,8 +134,12 @@ class LogitStep(MethodStep):
         """The frozen ANN teacher on the un-repeated input `(B, K)`, or None without a teacher."""
         if self.teacher is None:
             return None
-        with torch.no_grad():
-            return self.teacher(self.inputs.teacher(x)).float()
+        # The frozen teacher runs at the student's precision and records nothing for autograd. Its
+        # logits are cloned out of inference mode: a loss that saved an inference tensor for its
+        # backward would fail, and cloning (B, K) logits costs nothing beside the pass.
+        with torch.inference_mode(), self.autocast():
+            z = self.teacher(self.inputs.teacher(x))
+        return z.float().clone()
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
         z_tea = self.teacher_logits(x)
