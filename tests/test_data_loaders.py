@@ -319,6 +319,13 @@ def test_event_frame_options_are_checked(tmp_path):
             resolve({"data": {"frame_size": bad}}, {}, "recipe")
     with pytest.raises(ConfigError, match="data.frame_roll = 1.5 is not allowed"):  # loaders called directly
         DataOptions(frame_roll=1.5)
+    # each has its flag
+    from neurodistill.cli.train_options import TRAIN_OPTIONS, config_overrides
+
+    dests = {dest for _, dest, _, _ in TRAIN_OPTIONS}
+    assert {"data.frame_size", "data.frame_flip", "data.frame_roll"} <= dests
+    assert config_overrides({"opt_data__frame_size": 48, "opt_data__frame_flip": True, "opt_data__frame_roll": 5}) == \
+        {"data": {"frame_size": 48, "frame_flip": True, "frame_roll": 5}}
     # mirrored gestures change class: refused before the data directory is even looked at
     with pytest.raises(ConfigError, match="frame_flip is not allowed with dvs-gesture"):
         load_dataset("dvs-gesture", tmp_path / "absent", DataOptions(frames=4, frame_flip=True))
