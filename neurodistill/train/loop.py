@@ -1,8 +1,9 @@
 """The training loop: ANN teachers and spiking students, BPTT or rate-based backprop, one process or torchrun.
 
 One function, `train(cfg)`, does everything; the CLI only parses options and calls it. Every
-epoch ends with an evaluation and an atomic `last.pt`, so a run killed at any moment resumes
-from its last finished epoch and ends with the same weights as an uninterrupted run.
+epoch (or every `--eval-every`/`--save-every` epochs, and the last) ends with an evaluation and
+an atomic `last.pt`, so a run killed at any moment resumes from its last saved epoch and ends
+with the same weights as an uninterrupted run.
 
 What a batch's loss is belongs to the method: `distill.build_step` gives a `MethodStep`
 (`step(model, x, y) -> (parts, z)`), which may own auxiliary trainable modules (tssd's weak
@@ -30,6 +31,7 @@ from ..devices import resolve_device
 from ..distill import check_backprop, needs_teacher
 from ..errors import MethodError
 from ..models import get_spec
+from . import gpu
 from .checkpoint import (
     atomic_write,
     load_checkpoint,
@@ -53,6 +55,7 @@ from .setup import (
 )
 from .state import Run, payload
 from .summary import peak_memory, summarize
+from .tally import Clock
 
 # Names callers import from here, where they lived before the loop was split into its steps.
 __all__ = [
@@ -84,6 +87,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
     if d.enabled and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
+    gpu.check(cfg, device)
+    gpu.configure(device)
     out = check_out_dir(out, resume, overwrite)
     try:
         return _train(cfg, spec, out, device, d, resume, overwrite, progress)
@@ -93,10 +98,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, pr
 
 def _train(cfg, spec, out: Path, device, d, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
     run = setup_run(cfg, spec, out, device, d, resume, overwrite)
+    gpu.compile_model(run.model, cfg, device)
     if cfg.init and not resume:
         _start_from_init(run)
+    clock = Clock(run.start_epoch * run.batches)
     for epoch in range(run.start_epoch, cfg.epochs):
-        test = _epoch(run, epoch, progress)
+        test = _epoch(run, epoch, progress, clock)
     if run.writer is not None:
         run.writer.close()
     final = run.evaluate(run.test_loader) if not run.history or run.start_epoch == cfg.epochs else test
@@ -104,6 +111,7 @@ def _train(cfg, spec, out: Path, device, d, resume: bool, overwrite: bool, progr
     if d.main:
         write_json(out / "summary.json", summary)
     run.step.close()
+    run.train_ds.close()
     return summary
 
 
@@ -124,36 +132,53 @@ def _start_from_init(run: Run) -> None:
         save_checkpoint(run.out / "best.pt", payload(run, 0, s_test))
 
 
-def _epoch(run: Run, epoch: int, progress: bool) -> dict[str, Any]:
-    """Train one epoch, evaluate, keep the best, checkpoint; the epoch's test evaluation."""
+def _epoch(run: Run, epoch: int, progress: bool, clock: Clock) -> dict[str, Any] | None:
+    """Train one epoch; evaluate (every --eval-every epochs and after the last), keep the best,
+    checkpoint (last.pt every --save-every epochs and after the last); the test evaluation, if any."""
     cfg = run.cfg
     t0 = time.perf_counter()
-    names, sums, n_batches, step_seconds = train_epoch(run, epoch, progress)
-    test = run.evaluate(run.test_loader)
-    val = run.evaluate(run.val_loader) if run.val_loader is not None else None
+    totals = train_epoch(run, epoch, progress, clock)
+    last = epoch + 1 == cfg.epochs
+    evaluated = last or (epoch + 1) % cfg.eval_every == 0
+    test = run.evaluate(run.test_loader) if evaluated else None
+    val = run.evaluate(run.val_loader) if evaluated and run.val_loader is not None else None
     run.train_seconds += time.perf_counter() - t0
-    row = epoch_row(run, epoch, names, sums, test, val, n_batches, step_seconds)
+    row = epoch_row(run, epoch, totals, test, val)
     run.history.append(row)
-    chosen = val if val is not None else test  # model selection never looks at test unless asked to
-    is_best = chosen["acc"] > run.best["acc"]
-    if is_best:
-        run.best = {"acc": chosen["acc"], "epoch": epoch + 1, "test_acc": test["acc"]}
-    log.info("epoch %d/%d  loss %.4f  train_acc %.4f  test_acc %.4f  (%.1fs)", epoch + 1, cfg.epochs,
-             row["train_loss"], row["train_acc"], test["acc"], run.train_seconds)
+    is_best = False
+    if test is not None:
+        chosen = val if val is not None else test  # model selection never looks at test unless asked to
+        is_best = chosen["acc"] > run.best["acc"]
+        if is_best:
+            run.best = {"acc": chosen["acc"], "epoch": epoch + 1, "test_acc": test["acc"]}
+    log.info("epoch %d/%d  loss %.4f  train_acc %.4f%s  test_acc %s  (%.1fs)", epoch + 1, cfg.epochs, row["train_loss"],
+             row["train_acc"], _top5(row, "train"), _acc(row["test_acc"]) + _top5(row, "test"), run.train_seconds)
     if run.d.main:
-        _save(run, epoch + 1, test, row, is_best)
+        _save(run, epoch + 1, test, row, is_best, last or (epoch + 1) % cfg.save_every == 0)
     distributed.barrier(run.d)
     return test
 
 
-def _save(run: Run, epoch: int, test: dict, row: dict[str, Any], is_best: bool) -> None:
-    """last.pt (and best.pt when this epoch is the best), metrics.csv, TensorBoard's scalars."""
-    saved = payload(run, epoch, test)
-    save_checkpoint(run.out / "last.pt", saved)
-    if is_best:
-        save_checkpoint(run.out / "best.pt", saved)
+def _acc(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _top5(row: dict[str, Any], split: str) -> str:
+    key = f"{split}_acc_top5"
+    return f"  {key} {_acc(row[key])}" if key in row else ""
+
+
+def _save(run: Run, epoch: int, test: dict | None, row: dict[str, Any], is_best: bool, last: bool) -> None:
+    """last.pt (with `last`), best.pt (when this epoch is the best), metrics.csv and TensorBoard's
+    scalars (every epoch: a resume rewrites metrics.csv from last.pt's history)."""
+    if last or is_best:
+        saved = payload(run, epoch, test)
+        if last:
+            save_checkpoint(run.out / "last.pt", saved)
+        if is_best:
+            save_checkpoint(run.out / "best.pt", saved)
     write_csv(run.out / "metrics.csv", run.history)
     if run.writer is not None:
         for k, v in row.items():
-            if k != "epoch":
+            if k != "epoch" and v is not None:
                 run.writer.add_scalar(k, v, epoch)

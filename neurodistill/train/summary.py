@@ -35,6 +35,8 @@ def summarize(run: Run, final: dict[str, Any]) -> dict[str, Any]:
         "teacher": cfg.teacher, "method_info": run.step.info(),
         "checkpoint": str(run.out / "last.pt"), "best_checkpoint": str(run.out / "best.pt"),
     }
+    if "acc_top5" in final:  # >= 100 classes
+        summary["test_acc_top5"] = final["acc_top5"]
     if dep:
         # test_acc is the deployed network's (run_fxp); calibration_acc is what export's manifest reports
         summary["deploy"] = {"target": cfg.deploy, "weight_bits": dep.weight_bits, "test_acc_float": final["acc_float"],
