@@ -1,8 +1,9 @@
 """The run's data loaders: how many workers, pinned memory, one training loader per run, and the
 seeds its augmentation draws from.
 
-A training sample is asked for as the key `(epoch, index)` and augmented under RNGs seeded by
-`(seed, rank, epoch, index)` alone. So what a sample's random crop, flip, AutoAugment policy or
+A training sample is asked for as the key `(epoch, index)` and augmented with torch's generator
+seeded by `(seed, rank, epoch, index)` alone (every augmentation here, torchvision's included,
+draws from torch's generator; numpy and `random` keep the per-worker seeds DataLoader gives them). So what a sample's random crop, flip, AutoAugment policy or
 Cutout square is does not depend on which worker process drew it, how many workers there are,
 what persistent workers drew in earlier epochs, or whether the run was resumed; and two DDP
 ranks never draw the same augmentations (they used to: every rank seeded with `seed` alone).
@@ -12,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
@@ -47,32 +46,37 @@ def resolve_workers(workers: int | str, device_type: str) -> int:
     return max(1, min(WORKERS_CAP, per_rank - 1))
 
 
+_M64 = 2**64 - 1
+
+
 def mixed_seed(*parts: int) -> int:
-    """A 63-bit seed from non-negative integers, well spread even for neighbouring inputs."""
-    hi, lo = np.random.SeedSequence(list(parts)).generate_state(2, np.uint32).tolist()
-    return ((hi << 32) | lo) >> 1
+    """A 63-bit seed from non-negative integers, well spread even for neighbouring inputs: each
+    part folded in by splitmix64's finaliser (a few microseconds; numpy's SeedSequence takes 13)."""
+    h = 0
+    for p in parts:
+        h = (h ^ p) + 0x9E3779B97F4A7C15 & _M64
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _M64
+        h ^= h >> 31
+    return h >> 1
 
 
 @contextlib.contextmanager
-def _rngs_seeded(seed: int):
-    """torch's CPU generator, `random` and numpy seeded with `seed` for the block. In the main
-    process (workers = 0) their states are put back after it, so the run's own random streams
-    (dropout, the methods' draws) go on as if no sample had been drawn."""
-    saved = None if get_worker_info() is not None else (torch.get_rng_state(), random.getstate(), np.random.get_state())
+def _torch_seeded(seed: int):
+    """torch's CPU generator seeded with `seed` for the block. In the main process (workers = 0)
+    its state is put back after it, so the run's own random streams (dropout, the methods' draws)
+    go on as if no sample had been drawn."""
+    saved = torch.get_rng_state() if get_worker_info() is None else None
     torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that would reseed CUDA's generators too
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
     try:
         yield
     finally:
         if saved is not None:
-            torch.set_rng_state(saved[0])
-            random.setstate(saved[1])
-            np.random.set_state(saved[2])
+            torch.set_rng_state(saved)
 
 
 class SeededSamples(Dataset):
-    """`ds` indexed by `(epoch, i)`: sample i, drawn under RNGs seeded by (seed, rank, epoch, i)."""
+    """`ds` indexed by `(epoch, i)`: sample i, drawn with torch's generator seeded by (seed, rank, epoch, i)."""
 
     def __init__(self, ds, seed: int, rank: int) -> None:
         self.ds, self.seed, self.rank = ds, seed, rank
@@ -82,7 +86,7 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, i = key
-        with _rngs_seeded(mixed_seed(self.seed, self.rank, epoch, i)):
+        with _torch_seeded(mixed_seed(self.seed, self.rank, epoch, i)):
             return self.ds[i]
 
 
