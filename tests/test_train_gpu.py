@@ -25,7 +25,8 @@ TIME_COLUMNS = ("seconds", "train_step_seconds")
 def _fingerprint(out):
     """The weights, optimizer state and metrics.csv without its wall-clock columns."""
     ckpt = load_checkpoint(out / "last.pt")
-    rows = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader((out / "metrics.csv").open())]
+    lines = (out / "metrics.csv").read_text().splitlines()
+    rows = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(lines)]
     return ckpt["state_dict"], ckpt["optimizer"]["state"], rows
 
 
@@ -186,3 +187,31 @@ def test_cuda_steps_never_wait_for_the_device(tmp_path, monkeypatch, amp_dtype, 
     train(resolve({**SMALL, "device": "cuda", "amp_dtype": amp_dtype, "log_every": 0, **extra, "out": str(tmp_path)}, {}))
     assert fused and all(fused)
     assert torch.backends.cudnn.benchmark
+
+
+@pytest.mark.parametrize("name,size", [("snn_resnet18", 16), ("snn_vgg11", 32), ("snn_sew_resnet18", 32)])
+def test_channels_last_models_compute_the_same(name, size):
+    """What --channels-last runs on a GPU, here on CPU tensors in float64 (no spike flips on
+    rounding): BPTT's and rate backprop's steps of every model family take channels-last weights
+    and images (no reshape fails on their strides) and give the same logits and gradients."""
+    from neurodistill.models.neurons import NeuronConfig
+    from neurodistill.models.rate_bp import rate_step
+
+    torch.manual_seed(0)
+    plain = create_model(name, 10, 3, NeuronConfig()).double()
+    nhwc = gpu.prepare(create_model(name, 10, 3, NeuronConfig()).double(), resolve({"channels_last": True}, {}),
+                       torch.device("cuda"))
+    nhwc.load_state_dict(plain.state_dict())
+    assert any(not p.is_contiguous() for p in nhwc.parameters())  # loading kept the channels-last strides
+    x = torch.rand(2, 3, size, size, dtype=torch.float64) * 4
+    fmt = gpu.memory_format(resolve({"channels_last": True}, {}), torch.device("cuda"))
+    for step in (lambda m, x: m(x.unsqueeze(0).repeat(2, 1, 1, 1, 1)).mean(0), lambda m, x: rate_step(m, x, 2).logits):
+        outs, grads = [], []
+        for m, xi in ((plain, x), (nhwc, x.contiguous(memory_format=fmt))):
+            m.zero_grad()
+            z = step(m, xi)
+            z.square().sum().backward()
+            outs.append(z.detach())
+            grads.append([p.grad.clone() for p in m.parameters()])
+        assert outs[0].abs().sum() > 0 and torch.allclose(outs[0], outs[1], rtol=1e-9, atol=1e-12)
+        assert all(torch.allclose(a, b, rtol=1e-8, atol=1e-12) for a, b in zip(*grads, strict=True))

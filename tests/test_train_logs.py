@@ -27,7 +27,7 @@ class _Killed(Exception):
 
 
 def _rows(out):
-    return list(csv.DictReader((out / "metrics.csv").open()))
+    return list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
 
 
 def _record_steps(monkeypatch) -> list[tuple[float, int]]:
