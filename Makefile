@@ -93,6 +93,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/export_time.py
 	$(PY) benchmarks/sim_speed.py
 	$(PY) benchmarks/memory_vs_T.py
+	$(PY) benchmarks/loader.py
 
 compare: $(VENV)/.installed
 	$(PY) benchmarks/compare_methods.py
