@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .rate_bp_fused import DERIVATIVES, NeuronSpec, closed_form, fused_record
+
 Tensor = torch.Tensor
 
 
@@ -15,10 +17,33 @@ def neuron_record(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tenso
     The dynamics are spikingjelly's own (`functional.lif_charge`, `functional.voltage_reset`,
     the neuron's surrogate for the spike), computed in float32 (float64 for float64 input) as
     its CPU kernel does; see `neurodistill.models.rate_bp`'s docstring for the eligibility.
+    With one of the package's surrogates (closed-form derivative) the loop is fused
+    (`rate_bp_fused`); any other surrogate runs step by step with autograd for its derivative.
 
     Shape:
         Input: `(T, ...)`. Output: spikes `(T, ...)`, rate and eligibility `(...)`.
     """
+    spec = neuron_spec(node)
+    spikes, rate, elig = fused_record(x_seq, spec) if spec else _record_any(node, x_seq)
+    return spikes.to(x_seq.dtype), rate.to(x_seq.dtype), elig.to(x_seq.dtype)
+
+
+def neuron_spec(node: nn.Module) -> NeuronSpec | None:
+    """The fused loop's description of `node`, or None if its surrogate has no closed form here."""
+    sg = closed_form(node.surrogate_function)
+    if sg is None:
+        return None
+    lam, c = neuron_leak(node)
+    lif = _is_lif(node)
+    return NeuronSpec(
+        lif=lif, tau=float(node.tau) if lif else 1.0, decay_input=bool(lif and node.decay_input),
+        theta=float(node.v_threshold), v_reset=None if node.v_reset is None else float(node.v_reset),
+        detach=bool(node.detach_reset), lam=lam, c=c, surrogate=sg[0], alpha=sg[1],
+    )  # fmt: skip
+
+
+def _record_any(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The loop for any surrogate: its forward for the spike, autograd for its derivative."""
     from spikingjelly.activation_based import functional
 
     lam, c = neuron_leak(node)
@@ -26,9 +51,8 @@ def neuron_record(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tenso
     T = x_seq.shape[0]
     dtype = torch.promote_types(x_seq.dtype, torch.float32)
     v = torch.full_like(x_seq[0], 0.0 if v_reset is None else v_reset, dtype=dtype)
-    spikes = torch.empty_like(x_seq)
+    spikes = torch.empty_like(x_seq, dtype=dtype)
     elig = torch.zeros_like(v)
-    rate = torch.zeros_like(v)
     kappa = torch.ones_like(v)
     is_lif = _is_lif(node)
     for t in range(T):
@@ -38,7 +62,6 @@ def neuron_record(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tenso
         s = node.surrogate_function(u).to(dtype)
         sg = surrogate_grad(node.surrogate_function, u)
         elig += kappa * sg
-        rate += s
         if v_reset is None:
             rho = 1.0 if detach else 1.0 - theta * sg
         else:
@@ -46,7 +69,7 @@ def neuron_record(node: nn.Module, x_seq: Tensor) -> tuple[Tensor, Tensor, Tenso
         kappa = 1.0 + lam * rho * kappa
         v = functional.voltage_reset(h, s, theta, v_reset, detach)
         spikes[t] = s
-    return spikes, (rate / T).to(x_seq.dtype), (elig * (c / T)).to(x_seq.dtype)
+    return spikes, spikes.sum(0) / T, elig * (c / T)
 
 
 def neuron_leak(node: nn.Module) -> tuple[float, float]:
@@ -57,7 +80,14 @@ def neuron_leak(node: nn.Module) -> tuple[float, float]:
 
 
 def surrogate_grad(fn, u: Tensor) -> Tensor:
-    """σ'(u): the derivative that `fn` (a spikingjelly surrogate) uses in its backward."""
+    """σ'(u): the derivative that `fn` (a spikingjelly surrogate) uses in its backward.
+
+    In closed form for the package's surrogates (`rate_bp_fused.DERIVATIVES`), through autograd
+    for any other.
+    """
+    sg = closed_form(fn)
+    if sg is not None:
+        return DERIVATIVES[sg[0]](u.detach(), sg[1])
     with torch.enable_grad():
         u = u.detach().requires_grad_(True)
         out = fn(u)
