@@ -39,7 +39,8 @@ def render(bundle: Path) -> str:
         _resources_line(rr, est),
         f"accuracy on {m['calibration_samples']} calibration samples: float {m['accuracy_float']:.4f}, "
         f"quantized (Loihi fixed point) {m['accuracy_quantized']:.4f}",
-        "files: " + ", ".join(sorted(m["files"].values())) + ("" if m.get("netx") is None else f"  (no network.net: {m['netx']['reason']})"),
+        "files: " + ", ".join(sorted(m["files"].values())) + "".join(
+            f"  (no {f}: {m[k]['reason']})" for k, f in (("netx", "network.net"), ("nir", "network.nir")) if m.get(k)),
     ]
     return "\n".join(head + ["", _table(rows), ""] + tail + _qat_lines(m.get("qat")))
 

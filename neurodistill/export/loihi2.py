@@ -130,6 +130,7 @@ class Deployed:
     accuracy_quantized: float
     dead: list[str]
     netx_reason: str | None
+    nir_reason: str | None = None
 
 
 def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits: int, dt: float, limits: str,
@@ -140,6 +141,7 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     from ..core.fxp import run_fxp
     from ..core.loihi2 import encoding_bias, encoding_current, quantize_graph
     from ..formats.netx.writer import netx_unsupported_reason
+    from ..formats.nir.deploy import nir_unsupported_reason
     from .resources import load_limits, map_resources, require_fit
 
     T = timesteps
@@ -162,7 +164,8 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     for p in dead:
         log.warning("layer %s never spikes after quantization on %d calibration samples", p, len(y))
     next(r for r in reports if r.name == graph.encoding[0].target).bias_clipped = enc_clip
-    return Deployed(graph, reports, resources, acc_float, acc_q, dead, netx_unsupported_reason(graph))
+    return Deployed(graph, reports, resources, acc_float, acc_q, dead, netx_unsupported_reason(graph),
+                    nir_unsupported_reason(graph))
 
 
 def _run_entries(d: Deployed, input_shape, T: int, dt: float, weight_bits: int, samples: int) -> dict[str, Any]:
@@ -179,10 +182,11 @@ def _run_entries(d: Deployed, input_shape, T: int, dt: float, weight_bits: int, 
         "calibration_samples": int(samples),
         "accuracy_float": d.accuracy_float, "accuracy_quantized": d.accuracy_quantized,
         "dead_layers_after_quantization": d.dead, "resources": d.resources,
-        "files": {"nir": "network.nir", "graph": "deploy.h5", "manifest": MANIFEST_FILE,
-                  **({"netx": "network.net"} if d.netx_reason is None else {})},
+        "files": {**({"nir": "network.nir"} if d.nir_reason is None else {}), "graph": "deploy.h5",
+                  "manifest": MANIFEST_FILE, **({"netx": "network.net"} if d.netx_reason is None else {})},
         "reset_approximation": _reset_note(graph, d.accuracy_float, d.accuracy_quantized),
         "netx": None if d.netx_reason is None else {"written": False, "reason": d.netx_reason},
+        "nir": None if d.nir_reason is None else {"written": False, "reason": d.nir_reason},
     }
 
 
@@ -194,7 +198,10 @@ def _write_bundle(tmp: Path, d: Deployed, manifest: Manifest, t0: float) -> dict
 
     if d.netx_reason is None:
         write_netx(d.graph, tmp / "network.net")
-    write_nir(to_nir(d.graph), tmp / "network.nir")
+    if d.nir_reason is None:
+        write_nir(to_nir(d.graph), tmp / "network.nir")
+    else:
+        log.warning("network.nir left out of the bundle (deploy.h5 and the manifest hold the network): %s", d.nir_reason)
     write_graph(d.graph, tmp / "deploy.h5")
     manifest.entries["export_seconds"] = round(time.perf_counter() - t0, 3)
     return manifest.write(tmp)

@@ -237,9 +237,10 @@ def check_manifest(m, where: str) -> None:
     _need(where, m, "accuracy_quantized", FRACTION)
     _need(where, m, "files", (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                               "an object of file names"))
-    netx = _need(where, m, "netx", _or_null(OBJ), optional=True)
-    if netx is not None:
-        _need(where, netx, "reason", STR, "netx.")
+    for key in ("netx", "nir"):  # a file the export left out, and why
+        left_out = _need(where, m, key, _or_null(OBJ), optional=True)
+        if left_out is not None:
+            _need(where, left_out, "reason", STR, f"{key}.")
 
 
 def check_manifest_graph(m: dict, graph, bundle: Path) -> None:

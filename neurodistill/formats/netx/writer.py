@@ -18,6 +18,8 @@ from ...core.graph import DeployGraph, Population
 from ...errors import UnsupportedLayerError
 from ...io.output import atomic_write
 
+NETX_MAX_GROUPS = 128  # lava-dl 0.6.0 netx Conv: groups is stored in an 8-bit (signed) variable
+
 
 def _type(g: h5py.Group, name: str) -> None:
     g.create_dataset("type", (1,), "S10", [name.encode("ascii")])
@@ -50,16 +52,23 @@ def netx_unsupported_reason(graph: DeployGraph) -> str | None:
     from ...core.netx_dense import effective_dense_weight
 
     for s in graph.synapses:
-        # Lava's Dense decides its sign mode from the weights at run time (netx does not pass one):
-        # a layer without a positive weight runs as INHIBITORY, which changes some of its weights
-        if s.kind == "dense" and not s.host and s.weight_int is not None and (s.weight_int != 0).any():
-            try:
-                same = np.array_equal(effective_dense_weight(s.weight_int, s.name), s.weight_int)
-            except UnsupportedLayerError:
-                same = False
-            if not same:
-                return (f"Lava's Dense would run layer {s.name!r} with other weights than quantized (it has no "
-                        "positive weight, so Lava picks its inhibitory sign mode)")
+        if s.kind == "conv" and not s.host and s.groups >= NETX_MAX_GROUPS:
+            return (f"netx's Conv keeps groups in an 8-bit variable: conv {s.name!r} with groups={s.groups} "
+                    "would receive no input in Lava")
+        if s.kind != "dense" or s.host or s.weight_int is None:
+            continue
+        if not (s.weight_int > 0).any():
+            # all zero: netx's optimize_weight_bits raises OverflowError; only negative: Lava's Dense
+            # picks its inhibitory sign mode at run time, whose clipping and truncation differ
+            return (f"dense layer {s.name!r} has no positive weight"
+                    f"{' (all 0)' if not s.weight_int.any() else ''}, which netx and Lava's Dense do not run as quantized")
+        # Lava's Dense decides its sign mode, clipping and truncation from the weights at run time
+        try:
+            same = np.array_equal(effective_dense_weight(s.weight_int, s.name), s.weight_int)
+        except UnsupportedLayerError:
+            same = False
+        if not same:
+            return f"Lava's Dense would run layer {s.name!r} with other weights than quantized"
     return None
 
 

@@ -15,7 +15,10 @@ import nir
 import numpy as np
 
 from ...core.graph import INPUT, DeployGraph
+from ...errors import UnsupportedLayerError
 from .conventions import READOUT_LOGITS, graph_metadata, neuron_node
+
+MAX_NIR_CONV_WEIGHTS = 2**24  # 64 MB of float32 for one conv written densely
 
 
 def _f32(w: np.ndarray) -> np.ndarray:
@@ -27,6 +30,30 @@ def _unit_scale(s) -> bool:
     """A depthwise 1x1 conv with stride 1 and no padding: a per-channel scale."""
     return (s.kind == "conv" and s.weight.shape[1:] == (1, 1, 1) and s.groups == s.weight.shape[0]
             and tuple(s.stride) == (1, 1) and tuple(s.padding) == (0, 0))
+
+
+def _nir_conv_weight(s) -> tuple[np.ndarray, tuple[int, int]]:
+    """The conv as nir 1.0.8 types it: groups=1 and a square kernel, the same map.
+
+    nir takes weight.shape[1] (C_in / groups) as the input channels and weight.shape[2] as the kernel
+    size of both axes, so a grouped conv is written with its block-diagonal weight and a kh x kw
+    kernel is centred in a square one of zeros, its padding grown by as much (same outputs, same
+    output shape). Kernel sizes of different parity cannot be centred: no NIR form then.
+    """
+    w = _f32(s.weight)
+    co, cig, kh, kw = w.shape
+    k = max(kh, kw)
+    if (kh - kw) % 2:
+        raise UnsupportedLayerError(f"conv {s.name!r}: nir 1.0's Conv2d has one kernel size for both axes, and a "
+                                    f"{kh}x{kw} kernel cannot be centred in a square one (sizes of different parity)")
+    if co * cig * s.groups * k * k > MAX_NIR_CONV_WEIGHTS:
+        raise UnsupportedLayerError(f"conv {s.name!r}: the dense square weight nir 1.0 needs for groups={s.groups} "
+                                    f"would hold {co * cig * s.groups * k * k} values (limit {MAX_NIR_CONV_WEIGHTS})")
+    full = np.zeros((co, cig * s.groups, k, k), np.float32)
+    dh, dw, cog = (k - kh) // 2, (k - kw) // 2, co // s.groups
+    for g in range(s.groups):
+        full[g * cog:(g + 1) * cog, g * cig:(g + 1) * cig, dh:dh + kh, dw:dw + kw] = w[g * cog:(g + 1) * cog]
+    return full, (int(s.padding[0]) + dh, int(s.padding[1]) + dw)
 
 
 def node_name(name: str) -> str:
@@ -55,8 +82,9 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
             if _unit_scale(s):  # a per-channel scale (identity shortcut): NIR's Scale, which type-checks
                 nodes[name] = nir.Scale(scale=np.broadcast_to(s.weight.reshape(-1, 1, 1), p.shape).astype(np.float64))
             elif s.kind == "conv":
-                nodes[name] = nir.Conv2d(input_shape=tuple(s.in_shape[1:]), weight=_f32(s.weight), stride=s.stride,
-                                         padding=s.padding, dilation=(1, 1), groups=s.groups,
+                weight, padding = _nir_conv_weight(s)
+                nodes[name] = nir.Conv2d(input_shape=tuple(s.in_shape[1:]), weight=weight, stride=s.stride,
+                                         padding=padding, dilation=(1, 1), groups=1,
                                          bias=bias.reshape(bias.shape[0], -1)[:, 0].copy())
             else:
                 if len(s.in_shape) > 1:
@@ -68,4 +96,16 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
             edges += [(src, name), (name, target)]
     meta = graph_metadata(graph.dt, graph.timesteps, readout=READOUT_LOGITS, latency_steps_on_loihi=graph.latency_steps,
                           source="neurodistill deployment graph")
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    except ValueError as e:  # nir's type inference disagrees with the graph's shapes
+        raise UnsupportedLayerError(f"nir cannot type this graph ({' '.join(str(e).split())[:200]})") from None
+
+
+def nir_unsupported_reason(graph: DeployGraph) -> str | None:
+    """Why the deployment graph has no NIR form that nir 1.0 reads back (None if it has)."""
+    try:
+        to_nir(graph)
+    except UnsupportedLayerError as e:
+        return str(e)
+    return None
