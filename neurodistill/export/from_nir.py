@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..data.samples import dataset_samples
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedLayerError
 from ..formats.manifest import MANIFEST_FILE, Manifest
 from ..formats.nir.conventions import HARD_RESET, graph_metadata
 from ..formats.nir.file import NIR_FILE, read_nir_file, write_nir
@@ -43,7 +43,7 @@ def export_nir_source(nir_path: Path, out: Path, *, target: str, source: str, so
     Calibration and the manifest's accuracies: `calib` samples of digits' training split when the
     graph takes digits' (1, 8, 8), or the `x`, `y` of an .npz file.
     """
-    from ..formats.nir.translate import SOURCES
+    from ..formats.nir.translate import SOURCES, in_nir_terms
 
     if source not in SOURCES:
         raise ConfigError(f"--from {source!r} is not known; choose one of {', '.join(SOURCES)}")
@@ -73,8 +73,11 @@ def export_nir_source(nir_path: Path, out: Path, *, target: str, source: str, so
             "calibration_split": split, "nir_in": nir_in}
     if shape == DIGITS_SHAPE:  # what `simulate BUNDLE` runs on
         info["dataset"] = {"name": "digits", "data_dir": None, "data": {}, "num_classes": 10}
-    return export_module_loihi2(model, shape, x, y, out, timesteps=T, weight_bits=weight_bits, overwrite=overwrite,
-                                dt=dt, limits=limits, chips=chips, source=info)
+    try:
+        return export_module_loihi2(model, shape, x, y, out, timesteps=T, weight_bits=weight_bits,
+                                    overwrite=overwrite, dt=dt, limits=limits, chips=chips, source=info)
+    except UnsupportedLayerError as e:
+        raise UnsupportedLayerError(in_nir_terms(str(e), tr.graph)) from None
 
 
 def _nir_source_as_nir(nir_path: Path, out: Path, tr, T: int, overwrite: bool, nir_in: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from ..formats.nir.from_torch import to_nir_graph
 from ..io.files import file_sha256
 from ..models.checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint
 from .output import prepare_out, write_dir
+
+log = logging.getLogger(__name__)
 
 
 def export_nir(ckpt_path: Path, out: Path, *, timesteps: int | None, dt: float = 1.0,
@@ -53,6 +56,8 @@ def export_nir_float(ckpt_path: Path, out_dir: Path, timesteps: int | None, dt: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = write_nir(graph, out_dir / NIR_FILE)
+    # only once the graph is written: a --for refusal is then the run's only line, not one after progress
+    log.info("float NIR graph: %d nodes, %d edges, dt=%g, T=%d", len(graph.nodes), len(graph.edges), dt, timesteps)
     return {
         "path": str(path), "nodes": len(graph.nodes), "edges": len(graph.edges), "dt": float(graph.metadata["dt"]),
         "consumer": consumer, "consumer_conventions": graph.metadata["consumer_conventions"],

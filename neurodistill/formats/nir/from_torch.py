@@ -168,7 +168,6 @@ def to_nir_graph(
     # default_dict=None: nirtorch's defaults would override our map for nn.Linear.
     graph = nirtorch.torch_to_nir(work, mapper.module_map(), default_dict=None, type_check=True)
     graph.metadata = _metadata(model, work, graph, mapper, tuple(input_shape), int(timesteps), float(dt))
-    log.info("float NIR graph: %d nodes, %d edges, dt=%g, T=%d", len(graph.nodes), len(graph.edges), dt, timesteps)
     return graph
 
 

@@ -81,6 +81,29 @@ def _node_line(name: str, node: Any) -> str:
     return f"NIR node {name!r} ({type(node).__name__})"
 
 
+def in_nir_terms(message: str, graph: nir.NIRGraph) -> str:
+    """A deployment refusal of the imported module told in the NIR file's terms: its nodes by their
+    NIR names (not `graph_module._3`, the torch module nirtorch built) and NIR node types as the
+    allowed list (not the checkpoint export's torch modules, which a NIR user never wrote)."""
+    import re
+
+    from ...core.capture import SUPPORTED
+
+    names: dict[str, str] = {}
+    for name in graph.nodes:
+        sane = str(name).replace(".", "_")  # nirtorch's sanitizing; fx prefixes names that start with a digit
+        for alias in (str(name), sane, f"_{sane}", f"nir_node_{sane}"):
+            names.setdefault(alias, name)
+
+    def node(m: re.Match) -> str:
+        name = names.get(m.group(1), names.get(m.group(1).split(".")[0]))
+        return m.group(0) if name is None else _node_line(name, graph.nodes[name])
+
+    message = re.sub(r"graph_module\.([\w.]+?)(?=: )", node, message)
+    return message.replace(f"(supported: {SUPPORTED})",
+                           f"(allowed NIR nodes: {ALLOWED}; pooling of spikes, before a synapse)")
+
+
 def _uniform(name: str, node: Any, field: str) -> float:
     values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
     if values.size != 1:
