@@ -51,8 +51,11 @@ def _stages(out: Path, seed: int, progress: bool) -> str:
     write(rep, out / "report")
     e = rep["models"][0]["energy"]
     return (
-        f"teacher {TEACHER['model']}: test accuracy {teacher['test_acc']:.4f}\n"
-        f"student {STUDENT['model']} (tser, T={STUDENT['timesteps']}): test accuracy {student['test_acc']:.4f}\n"
+        # best.pt is what distills and what is exported: its accuracy, not last.pt's, is the one the
+        # chip's is compared with (a last.pt number here read as a deployment loss that does not exist)
+        f"teacher {TEACHER['model']}: test accuracy {teacher['best_test_acc']:.4f} (best.pt, the teacher)\n"
+        f"student {STUDENT['model']} (tser, T={STUDENT['timesteps']}): test accuracy {student['best_test_acc']:.4f} "
+        f"(best.pt, epoch {student['best_epoch']}, exported; last.pt {student['test_acc']:.4f})\n"
         f"loihi2 bundle: accuracy float {bundle['accuracy_float']:.4f}, quantized {bundle['accuracy_quantized']:.4f} "
         f"on {bundle['calibration_samples']} training samples; {bundle['resources']['cores']} cores\n"
         f"simulation (Loihi 2 fixed point, {sim['samples']} test images): accuracy {sim['accuracy']:.4f}, firing rate "

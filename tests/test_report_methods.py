@@ -106,3 +106,30 @@ def test_methods_latex_compiles(table, tmp_path):
     tex = (table / "methods.tex").read_text()
     assert tex.count(r"\begin{tabular}") == 1 and tex.count(r"\begin{figure}") == 2
     compile_input(table, "methods.tex", tmp_path)
+
+
+def test_float_accuracy_is_the_deployed_checkpoints(tmp_path):
+    """A run whose best.pt is not last.pt (lr 20 overshoots after epoch 2): each deployed accuracy
+    sits beside the float test accuracy of the checkpoint its bundle was exported from, in the
+    methods table and in the plain report."""
+    run = tmp_path / "run"
+    invoke("train", "--model", "snn_digits", "--method", "none", "--timesteps", 2, "--epochs", 3,
+           "--limit-train-batches", 6, "--lr", 20, "--out", run)
+    s = json.loads((run / "summary.json").read_text())
+    assert s["best_epoch"] != 3 and s["best_test_acc"] != s["test_acc"], s  # the case this test is about
+    for ckpt in ("best", "last"):
+        invoke("export", run / f"{ckpt}.pt", "--out", tmp_path / f"{ckpt}.bundle", "--calib", 64)
+        invoke("simulate", tmp_path / f"{ckpt}.bundle", "--samples", 50, "--out", tmp_path / f"{ckpt}.sim")
+    invoke("report", tmp_path / "best.sim", tmp_path / "last.sim", run, "--profile", "loihi", "--table", "methods",
+           "--out", tmp_path / "table")
+    rows = json.loads((tmp_path / "table" / "methods.json").read_text())["rows"]
+    assert [r["checkpoint"] for r in rows] == ["best.pt", "last.pt", "last.pt"]
+    assert [r["accuracy_float"] for r in rows] == [s["best_test_acc"], s["test_acc"], s["test_acc"]]
+    md = (tmp_path / "table" / "methods.md").read_text()
+    best_row = next(ln for ln in md.splitlines() if ln.startswith("| none ") and f"| {100 * s['best_test_acc']:.2f} |" in ln)
+    assert f"| {100 * s['test_acc']:.2f} |" not in best_row
+    assert [r["checkpoint"] for r in csv.DictReader((tmp_path / "table" / "methods.csv").open())] == [
+        "best.pt", "last.pt", "last.pt"]
+    invoke("report", tmp_path / "best.sim", "--profile", "loihi", "--out", tmp_path / "plain")
+    model = json.loads((tmp_path / "plain" / "report.json").read_text())["models"][0]
+    assert model["training_test_acc"] == s["best_test_acc"]

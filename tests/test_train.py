@@ -50,7 +50,11 @@ def test_demo_teacher_and_tser_student_reach_the_bar(tmp_path):
     student = json.loads((tmp_path / "student" / "summary.json").read_text())
     assert (teacher["model"], student["model"], student["method"], student["timesteps"]) == ("ann_digits", "snn_digits", "tser", 4)
     assert teacher["test_acc"] >= 0.98 and student["test_acc"] >= 0.97, (teacher["test_acc"], student["test_acc"])
+    # the summary line's student accuracy is the exported checkpoint's (best.pt), not last.pt's
+    assert (f"test accuracy {student['best_test_acc']:.4f} (best.pt, epoch {student['best_epoch']}, exported; "
+            f"last.pt {student['test_acc']:.4f})") in res.output
     bundle = json.loads((tmp_path / "loihi2" / "manifest.json").read_text())
+    assert bundle["source"] == str(tmp_path / "student" / "best.pt")
     assert abs(bundle["accuracy_quantized"] - bundle["accuracy_float"]) <= 0.01
     sim = json.loads((tmp_path / "simulation" / "simulation.json").read_text())
     assert sim["samples"] == 360 and sim["accuracy"] >= 0.97

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import CheckpointError, ConfigError, NeurodistillError
 from ..formats.manifest import read_manifest
 from ..io.files import read_json
+from .pairing import float_accuracy
 
 NONE = "-"
 
@@ -33,27 +34,29 @@ def _read_summary(run: Path) -> dict:
     return data
 
 
-def _run_of(sim: dict) -> Path | None:
-    """The run directory of a simulation's bundle, when the bundle and its checkpoint's run exist."""
+def _source_of(sim: dict) -> Path | None:
+    """The checkpoint a simulation's bundle was exported from, when the bundle and its run exist."""
     try:
-        manifest = read_manifest(Path(sim["bundle"]))
-        run = Path(manifest["source"]).parent
+        source = Path(read_manifest(Path(sim["bundle"]))["source"])
     except (KeyError, TypeError, NeurodistillError):
         return None
-    return run if (run / "summary.json").is_file() else None
+    return source if (source.parent / "summary.json").is_file() else None
 
 
 def read_entry(path: Path) -> dict:
-    """`{"path", "run", "summary", "sim"}` for a run directory or a simulation directory."""
+    """`{"path", "run", "summary", "sim", "checkpoint"}` for a run directory or a simulation
+    directory (`checkpoint`: the file name of the bundle's source in its run, None for a run alone)."""
     from .report import read_simulation
 
     if (path / "simulation.json").is_file():
         sim = read_simulation(path)
-        run = _run_of(sim)
+        source = _source_of(sim)
+        run = None if source is None else source.parent
         return {"path": str(path), "run": None if run is None else str(run),
-                "summary": None if run is None else _read_summary(run), "sim": sim}
+                "summary": None if run is None else _read_summary(run), "sim": sim,
+                "checkpoint": None if source is None else source.name}
     if (path / "summary.json").is_file():
-        return {"path": str(path), "run": str(path), "summary": _read_summary(path), "sim": None}
+        return {"path": str(path), "run": str(path), "summary": _read_summary(path), "sim": None, "checkpoint": None}
     raise CheckpointError(f"{str(path)!r} holds neither summary.json (a training run) nor simulation.json "
                           "(a simulation); give run or simulation directories")
 
@@ -89,17 +92,18 @@ def rows(entries: list[dict], profile_args: list[str]) -> list[dict]:
     out = []
     for e in entries:
         s, sim = e["summary"], e["sim"]
-        row: dict = {"path": e["path"], "run": e["run"], "method": NONE, "model": NONE, "timesteps": None,
+        row: dict = {"path": e["path"], "run": e["run"], "checkpoint": e.get("checkpoint") or (
+                         "last.pt" if s is not None else None), "method": NONE, "model": NONE, "timesteps": None,
                      "accuracy_float": None, "accuracy_per_timestep": None, "accuracy_per_timestep_source": None,
                      "train_seconds_per_batch": None, "batch_size": None, "accuracy_deployed": None, "backend": None,
                      "samples": None, "ops": None, "acs": None, "macs": None, "synaptic_events": None,
                      "firing_rate": None, "energy_j": {p: None for p in profile_names}}
         if s is not None:
+            acc_float, per = float_accuracy(s, row["checkpoint"])
             row |= {"method": method_label(s), "model": s.get("model", NONE), "timesteps": s.get("timesteps"),
-                    "accuracy_float": s.get("test_acc"), "train_seconds_per_batch": s.get("train_seconds_per_batch"),
+                    "accuracy_float": acc_float, "train_seconds_per_batch": s.get("train_seconds_per_batch"),
                     "batch_size": s.get("batch_size")}
-            per = s.get("test_acc_per_timestep")
-            if isinstance(per, list) and per:
+            if per is not None:
                 row["accuracy_per_timestep"] = [p["alone"] for p in per]
                 row["accuracy_per_timestep_source"] = "float, training's test evaluation"
         if sim is not None:
@@ -150,8 +154,11 @@ def notes(rows_: list[dict], profile_args: list[str]) -> str:
     profiles = {p.name: p for p in map(load_profile, profile_args)}
     backends = sorted({f"{r['backend']} on {r['samples']} test samples" for r in rows_ if r["backend"]})
     sources = sorted({r["accuracy_per_timestep_source"] for r in rows_ if r["accuracy_per_timestep_source"]})
+    checkpoints = sorted({r["checkpoint"] for r in rows_ if r["checkpoint"]}) or ["none"]
     conv = "; ".join(f"{name}: {p.convention}" for name, p in profiles.items())
-    return (f"Accuracy float: the trained network on the test split (train's final evaluation). Deployed: "
+    return (f"Accuracy float: the test accuracy of the checkpoint that was deployed ({', '.join(checkpoints)}; "
+            f"best.pt's from its epoch's evaluation, last.pt's from train's final one), so that float and deployed "
+            f"differ by export alone. Deployed: "
             f"{', '.join(backends) or 'not simulated'}. Per step: accuracy of each step's output alone "
             f"({'; '.join(sources) or 'none'}). OPs = ACs + MACs, per inference; E: energy per inference ({conv}). "
             "Train ms/batch: optimisation steps only (data loading included, evaluation excluded), at the run's "
@@ -167,11 +174,11 @@ def _csv(rows_: list[dict], keys: list[str]) -> str:
     cols = ["method", "model", "timesteps", "accuracy_float", "accuracy_deployed", "backend", "samples", "ops", "acs",
             "macs", "synaptic_events", "firing_rate", "train_seconds_per_batch", "batch_size"]
     T = max((len(r["accuracy_per_timestep"] or []) for r in rows_), default=0)
-    w.writerow(cols + [f"energy_j_{k}" for k in keys] + [f"accuracy_t{t + 1}" for t in range(T)] + ["run", "path"])
+    w.writerow(cols + [f"energy_j_{k}" for k in keys] + [f"accuracy_t{t + 1}" for t in range(T)] + ["checkpoint", "run", "path"])
     for r in rows_:
         per = list(r["accuracy_per_timestep"] or [])
         w.writerow([r[c] for c in cols] + [r["energy_j"][k] for k in keys] + per + [None] * (T - len(per))
-                   + [r["run"], r["path"]])
+                   + [r["checkpoint"], r["run"], r["path"]])
     return f.getvalue()
 
 

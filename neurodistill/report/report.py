@@ -130,21 +130,23 @@ def _check_simulation(sim: dict, where: str) -> None:
 
 
 def _training_summary(sim: dict) -> dict | None:
-    """The student's training summary (accuracy per time step), when the bundle's source has one.
+    """The student's training summary (accuracy per time step), when the bundle's source has one,
+    with the accuracies of the exported checkpoint (best.pt's, not last.pt's, for a bundle of best.pt).
 
     Optional: a summary that is missing or unreadable is left out of the report, not an error."""
+    from .pairing import float_accuracy
+
     try:
-        manifest = read_manifest(Path(sim["bundle"]))
-        summary = Path(manifest["source"]).parent / "summary.json"
+        source = Path(read_manifest(Path(sim["bundle"]))["source"])
+        summary = source.parent / "summary.json"
         data = read_json(summary, "training summary") if kind_of(summary) == "a file" else None
     except (KeyError, TypeError, NeurodistillError):
         return None
     if not isinstance(data, dict):
         return None
-    per = data.get("test_acc_per_timestep")
+    acc, per = float_accuracy(data, source.name)
     ok = isinstance(per, list) and all(
         isinstance(p, dict) and all(_is_count(p.get(k)) for k in ("t", "alone", "running_mean")) for p in per)
-    acc = data.get("test_acc")
     return {"test_acc_per_timestep": per if ok else None, "test_acc": acc if _is_count(acc) else None}
 
 
