@@ -43,3 +43,33 @@ def test_the_tours_output_folders_are_ignored_by_git():
              "runs/student/last.pt", "frames.npz"]
     res = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
     assert res.stdout.split() == paths
+
+
+def test_plots_keep_their_width_beside_the_legend(sims, tmp_path, monkeypatch):  # noqa: F811
+    """tight_layout once made room for a long outside legend by squeezing the plot to a sliver
+    (accuracy per step: about a fifth of the figure); the legend now widens the canvas instead."""
+    import matplotlib.image
+
+    widths, cut = {}, []
+    save = figures.save_figure
+
+    def keep(fig, out, stem, header, rows):
+        files = save(fig, out, stem, header, rows)  # after tight_layout and the saving
+        widths[stem] = min(ax.get_position().width * fig.get_figwidth() for ax in fig.axes)
+        # the saved image holds every plot and its legend side by side (none cut at the edge)
+        png_inches = matplotlib.image.imread(out / f"{stem}.png").shape[1] / 160
+        for ax in fig.axes:
+            if ax.get_legend() is not None:
+                need = (ax.get_position().width * fig.get_figwidth()
+                        + ax.get_legend().get_window_extent().width / fig.dpi)
+                if png_inches < need:
+                    cut.append((stem, png_inches, need))
+        return files
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    res = invoke("report", sims / "fxp", "--profile", "loihi", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "accuracy_by_step" in widths
+    for stem, inches in widths.items():
+        assert inches >= 3.5, (stem, inches)
+    assert cut == []

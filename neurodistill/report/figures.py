@@ -14,8 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def legend(ax, **kw) -> None:
     """The legend outside the plotting area, to the right: inside it would cover bars or lines
-    (the first layer's bars, a curve's last points) in some figure or other."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=kw.pop("fontsize", 7), **kw)
+    (the first layer's bars, a curve's last points) in some figure or other. Kept out of
+    tight_layout, which would squeeze the plot to a sliver beside long labels; savefig's
+    bbox_inches="tight" widens the canvas to hold it instead."""
+    leg = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=kw.pop("fontsize", 7), **kw)
+    leg.set_in_layout(False)
 
 
 def hidden_by_legends(fig) -> list[str]:
@@ -48,9 +51,11 @@ def hidden_by_legends(fig) -> list[str]:
 def save_figure(fig, out: Path, stem: str, header: list[str], rows: list[list]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
+    # named here because legend() keeps them out of the layout, which bbox_inches="tight" also skips
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     for ext in ("png", "pdf"):
         # bbox_inches="tight" grows the canvas to hold legends placed outside the axes
-        fig.savefig(out / f"{stem}.{ext}", dpi=160, bbox_inches="tight")
+        fig.savefig(out / f"{stem}.{ext}", dpi=160, bbox_inches="tight", bbox_extra_artists=legends)
     plt.close(fig)
     with open(out / f"{stem}.csv", "w", newline="") as f:
         w = csv.writer(f)
