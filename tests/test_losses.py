@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -124,3 +126,52 @@ def test_gradients_are_finite(method):
 def test_unknown_method_is_a_typed_error():
     with pytest.raises(MethodError, match="unknown method 'foo'; available: none, tet, kd, tser"):
         get_method("foo")
+
+
+# --- --ce-temperature: CE on Q^stu(t) = softmax_tau(z[t]) (TSER Eq. 4 and 8 as written) -----------
+def ce_at(v, y, tau):
+    from .plain_math import softmax
+
+    return -math.log(softmax(v, tau)[y])
+
+
+@pytest.mark.parametrize("tau_ce", [1.0, 5.0, 0.5])
+def test_ce_temperature_by_hand(tau_ce):
+    z, y, zt = tensors()
+    a, tau, lam = 0.4, 3.0, 0.02
+    B, T = len(Y), len(Z)
+    ce_t = mean([mean([ce_at(Z[t][b], Y[b], tau_ce) for b in range(B)]) for t in range(T)])
+    kl_ = mean([mean([kl(ZT[b], Z[t][b], tau) for b in range(B)]) for t in range(T)])
+    h = mean([mean([ent(Z[t][b], tau) for b in range(B)]) for t in range(T)])
+    cfg = LossConfig(alpha=a, temperature=tau, lam=lam, ce_temperature=tau_ce)
+    out = loss_tser(z, y, cfg, zt)
+    assert out["ce"].item() == pytest.approx(ce_t, abs=1e-9)
+    assert out["loss"].item() == pytest.approx((1 - a) * ce_t + a * tau**2 * kl_ - lam * h, abs=1e-9)
+    ce_mean = mean([ce_at(zmean(b), Y[b], tau_ce) for b in range(B)])
+    kd = loss_kd(z, y, cfg, zt)
+    assert kd["ce"].item() == pytest.approx(ce_mean, abs=1e-9)
+    assert kd["loss"].item() == pytest.approx(
+        (1 - a) * ce_mean + a * tau**2 * mean([kl(ZT[b], zmean(b), tau) for b in range(B)]), abs=1e-9)
+    if tau_ce != 1.0:  # the two readings differ on these logits
+        assert out["ce"].item() != pytest.approx(mean([ce(Z[t][b], Y[b]) for t in range(T) for b in range(B)]), abs=1e-6)
+
+
+def test_ce_temperature_default_is_ce_on_the_logits():
+    z, y, zt = tensors()
+    assert LossConfig().ce_temperature == 1.0
+    assert loss_tser(z, y, LossConfig(), zt)["ce"].item() == pytest.approx(
+        mean([ce(Z[t][b], Y[b]) for t in range(2) for b in range(2)]), abs=1e-9)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "inf", "nan"])
+def test_ce_temperature_out_of_range_is_one_line_exit_2(bad, tmp_path):
+    from click.testing import CliRunner
+
+    from neurodistill.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--model", "snn_digits", "--ce-temperature", bad, "--epochs", "1",
+                                    "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
+    assert "ce_temperature" in res.output and "must be a number > 0" in res.output
+    assert not (tmp_path / "run").exists()

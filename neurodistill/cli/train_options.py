@@ -66,6 +66,8 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--alpha", "loss.alpha", float, "distillation weight; CE gets 1 - alpha [0.5]"),
     ("--kd-temperature", "loss.temperature", float, "softmax temperature tau of kd/tser [5.0]"),
     ("--lam", "loss.lam", float, "tser entropy weight lambda [0.01]"),
+    ("--ce-temperature", "loss.ce_temperature", float,
+     "kd/tser: CE on softmax at this tau; 1: on the logits, = --kd-temperature: TSER's Eq. 8 as written [1.0]"),
     ("--kl-tau-squared/--no-kl-tau-squared", "loss.kl_tau_squared", bool, "scale KL by tau^2 [on]"),
     ("--entropy-on-softened/--no-entropy-on-softened", "loss.entropy_on_softened", bool, "tser: entropy of softmax_tau [on]"),
     ("--separate-ce/--no-separate-ce", "loss.separate_ce", bool, "tser: CE on each step's output [on]"),

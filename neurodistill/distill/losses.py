@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+
 Tensor = torch.Tensor
 
 
@@ -25,6 +27,20 @@ class LossConfig:
     entropy_on_softened: bool = True  # H of softmax_tau(z[t]) rather than of softmax(z[t])
     separate_ce: bool = True  # tser: CE on every step's output (TS) instead of on the mean
     separate_kl: bool = True  # tser: KL on every step's output (TS) instead of on the mean
+    # kd/tser: CE on softmax at this temperature. 1 (the default) is CE on the logits; TSER's Eq. 8
+    # applies CE to Q^stu(t), which its Eq. 4 defines at tau, so the paper's reading is = temperature
+    ce_temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        t = self.ce_temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+            raise ConfigError(f"loss.ce_temperature = {t!r} is not allowed; it must be a number > 0 "
+                              "(1: cross-entropy on the logits)")
+
+
+def ce(logits: Tensor, y: Tensor, tau: float = 1.0) -> Tensor:
+    """CE(softmax_tau(logits), y), averaged over samples; tau = 1 is plain cross-entropy."""
+    return F.cross_entropy(logits if tau == 1.0 else logits / tau, y)
 
 
 def kl(p_logits: Tensor, q_logits: Tensor, tau: float) -> Tensor:
@@ -63,28 +79,28 @@ def loss_tet(z: Tensor, y: Tensor, cfg: LossConfig, z_tea: Tensor | None = None)
 
 
 def loss_kd(z: Tensor, y: Tensor, cfg: LossConfig, z_tea: Tensor | None = None) -> dict[str, Tensor]:
-    """L = (1-a) CE(z_mean, y) + a tau^2 KL(softmax_tau(z_tea) || softmax_tau(z_mean))  (TSER Eq. 7)."""
+    """L = (1-a) CE(softmax_tau_ce(z_mean), y) + a tau^2 KL(softmax_tau(z_tea) || softmax_tau(z_mean))  (TSER Eq. 7)."""
     tau, a = cfg.temperature, cfg.alpha
     z_mean = z.mean(0)
-    ce = F.cross_entropy(z_mean, y)
+    c = ce(z_mean, y, cfg.ce_temperature)
     k = kl(z_tea, z_mean, tau)
-    zero = ce.new_zeros(())
-    return _parts((1 - a) * ce, a * _tau2(cfg) * k, zero, ce, k, zero)
+    zero = c.new_zeros(())
+    return _parts((1 - a) * c, a * _tau2(cfg) * k, zero, c, k, zero)
 
 
 def loss_tser(z: Tensor, y: Tensor, cfg: LossConfig, z_tea: Tensor | None = None) -> dict[str, Tensor]:
     """Temporal separation + entropy regularisation (TSER Eq. 8-11).
 
-    L_TS = (1-a) mean_t CE(z[t], y) + a tau^2 mean_t KL(softmax_tau(z_tea) || softmax_tau(z[t]))
+    L_TS = (1-a) mean_t CE(softmax_tau_ce(z[t]), y) + a tau^2 mean_t KL(softmax_tau(z_tea) || softmax_tau(z[t]))
     L_ER = -lam mean_t H(softmax_tau(z[t]))
     With separate_ce / separate_kl off, that term uses z_mean instead (the Table 3 ablation).
     """
-    tau, a = cfg.temperature, cfg.alpha
-    ce = _per_step(lambda zt: F.cross_entropy(zt, y), z) if cfg.separate_ce else F.cross_entropy(z.mean(0), y)
+    tau, a, tau_ce = cfg.temperature, cfg.alpha, cfg.ce_temperature
+    c = _per_step(lambda zt: ce(zt, y, tau_ce), z) if cfg.separate_ce else ce(z.mean(0), y, tau_ce)
     k = _per_step(lambda zt: kl(z_tea, zt, tau), z) if cfg.separate_kl else kl(z_tea, z.mean(0), tau)
     h_tau = tau if cfg.entropy_on_softened else 1.0
     ent = _per_step(lambda zt: entropy(zt, h_tau), z)
-    return _parts((1 - a) * ce, a * _tau2(cfg) * k, -cfg.lam * ent, ce, k, ent)
+    return _parts((1 - a) * c, a * _tau2(cfg) * k, -cfg.lam * ent, c, k, ent)
 
 
 def _tau2(cfg: LossConfig) -> float:
