@@ -1,11 +1,15 @@
-"""Rate backprop's spike pass as it was before the fused loop (commit bddfe90): a step-by-step
-loop with autograd for the surrogate's derivative. The tests compare the fused loop with it."""
+"""Rate backprop as it was before the fused loop (commit bddfe90): the spike pass's step-by-step
+neuron loop with autograd for the surrogate's derivative, the rate pass's neurons and BatchNorms
+through autograd, and a RateBackprop built at every step. The tests compare the package with it;
+benchmarks/memory_vs_T.py times it as the "before"."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from neurodistill.models import rate_bp
+from neurodistill.models.rate_bp_layers import batch_stats, norm_dims
 from neurodistill.models.rate_bp_neuron import neuron_leak
 
 Tensor = torch.Tensor
@@ -50,3 +54,36 @@ def autograd_surrogate_grad(fn, u: Tensor) -> Tensor:
         out = fn(u)
         (g,) = torch.autograd.grad(out, u, torch.ones_like(out))
     return g.detach()
+
+
+def reference_rate_neuron(self, node: nn.Module, x: Tensor) -> Tensor:
+    """RateBackprop._rate_neuron as it was."""
+    rate, elig = self._pop(node)
+    xe = x * elig
+    return (rate.detach() + xe - xe.detach()).to(x.dtype)
+
+
+def reference_rate_norm(self, bn: nn.Module, x: Tensor, _forward) -> Tensor:
+    """RateBackprop._rate_norm as it was."""
+    if not batch_stats(bn):
+        return _forward(x)
+    mu_s, var_s = self._pop(bn)
+    dims = norm_dims(x)
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    var_r, mu_r = torch.var_mean(xf, dims, unbiased=False)
+    mu = mu_s + (mu_r - mu_r.detach())
+    var = var_s + (var_r - var_r.detach())
+    shape = [1] * x.dim()
+    shape[2] = -1
+    y = (xf - mu.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+    if bn.weight is not None:
+        y = y * bn.weight.view(shape) + bn.bias.view(shape)
+    return y.to(x.dtype)
+
+
+def use_reference(setattr_=setattr, record=reference_record) -> None:
+    """Make the package run rate backprop as before (`setattr_`: e.g. a pytest MonkeyPatch's, to undo it)."""
+    setattr_(rate_bp, "neuron_record", record)
+    setattr_(rate_bp.RateBackprop, "_rate_neuron", reference_rate_neuron)
+    setattr_(rate_bp.RateBackprop, "_rate_norm", reference_rate_norm)
+    setattr_(rate_bp.RateBackprop, "of", classmethod(lambda cls, model: cls(model)))

@@ -26,7 +26,7 @@ from neurodistill.models.neurons import SURROGATES, NeuronConfig, make_neuron
 from neurodistill.models.rate_bp import RateBackprop, rate_step
 from neurodistill.models.rate_bp_neuron import neuron_record, neuron_spec, surrogate_grad
 
-from .rate_bp_reference import autograd_surrogate_grad, reference_record
+from .rate_bp_reference import autograd_surrogate_grad, reference_record, use_reference
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -183,17 +183,22 @@ def test_compile_failure_falls_back(monkeypatch, caplog):
 
 
 # --- whole models -----------------------------------------------------------------------------------
-def _one_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int, record) -> dict:
-    """One rate-backprop step with `record` as the neuron loop: what it recorded, logits, gradients."""
+def _one_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int, reference: bool) -> dict:
+    """One rate-backprop step, by the package or as before: what the neurons recorded, logits, gradients."""
     seen = []
 
-    def spy(node, x_seq):
-        out = record(node, x_seq)
-        seen.append(out)
-        return out
+    def spy(record):
+        def run(node, x_seq):
+            seen.append(record(node, x_seq))
+            return seen[-1]
+
+        return run
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rate_bp, "neuron_record", spy)
+        if reference:
+            use_reference(mp.setattr, record=spy(reference_record))
+        else:
+            mp.setattr(rate_bp, "neuron_record", spy(neuron_record))
         out = rate_step(model, x, T)
         nn.functional.cross_entropy(out.logits, y).div(T).backward()
     bn = [b for b in model.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
@@ -205,8 +210,8 @@ def _one_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, T: int, record
 def _assert_same_step(model: nn.Module, x: torch.Tensor, T: int) -> None:
     y = torch.arange(x.shape[0]) % 10
     ref = copy.deepcopy(model)
-    new = _one_step(model, x, y, T, neuron_record)
-    old = _one_step(ref, x, y, T, reference_record)
+    new = _one_step(model, x, y, T, reference=False)
+    old = _one_step(ref, x, y, T, reference=True)
     assert len(new["records"]) == len(old["records"]) > 0
     fired = 0
     for (s1, r1, e1), (s0, r0, e0) in zip(new["records"], old["records"], strict=True):
