@@ -152,9 +152,8 @@ def fused_record(x_seq: Tensor, p: NeuronSpec) -> tuple[Tensor, Tensor, Tensor]:
     fn = _compiled[p]
     if fn is None:
         return record_steps(x_seq, p)
-    T = x_seq.shape[0]
     try:
-        spikes, rate, elig = fn(x_seq.reshape(T, -1))  # one graph for every layer shape: (T, N), N dynamic
+        spikes, rate, elig = fn(_flat(x_seq))
     except Exception as e:  # noqa: BLE001 - no compiler, no Triton, an unsupported platform: run it uncompiled
         _compiled[p] = None
         log.warning("rate backprop: torch.compile failed (%s: %s); this neuron kind's spike pass runs uncompiled",
@@ -162,6 +161,16 @@ def fused_record(x_seq: Tensor, p: NeuronSpec) -> tuple[Tensor, Tensor, Tensor]:
         return record_steps(x_seq, p)
     shape = x_seq.shape[1:]
     return spikes.view(x_seq.shape), rate.view(shape), elig.view(shape)
+
+
+def _flat(x_seq: Tensor) -> Tensor:
+    """`x_seq` as `(T, N)`, not as a view: torch.compile guards a view on its base's shape, and
+    would compile again for every layer whose (B, C, H, W) differ in which sizes are equal;
+    on a plain `(T, N)` tensor one graph (N dynamic) serves every layer."""
+    x = x_seq.detach().contiguous()
+    T = x.shape[0]
+    n = x.numel() // max(T, 1)
+    return x.new_empty(0).set_(x.untyped_storage(), x.storage_offset(), (T, n), (n, 1))
 
 
 def _bind(p: NeuronSpec, n: int) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
