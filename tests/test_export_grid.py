@@ -31,6 +31,8 @@ from neurodistill.models.base import Net
 from neurodistill.models.resnet import BasicBlock
 from neurodistill.sim.run import _lava_spikes
 
+from .test_lava_residual import trained_like
+
 SHAPE = (2, 7, 9)  # odd, non-square input
 T = 4
 
@@ -83,14 +85,7 @@ def residual(rng: np.random.Generator) -> tuple[Net, tuple[int, ...]]:
     h, w = _out(*SHAPE[1:], (3, 3), stride, (1, 1))
     body = nn.Sequential(_conv(2, 4, 3, padding=1), layer.BatchNorm2d(4), _lif(), block, layer.Flatten(1),
                          layer.Linear(6 * h * w, 3))
-    with torch.no_grad():
-        for bn in body.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                bn.running_mean.uniform_(-0.1, 0.1)
-                bn.running_var.uniform_(0.2, 0.5)
-                bn.weight.uniform_(1.5, 3.0)
-                bn.bias.uniform_(0.0, 0.3)
-    return Net(body, spiking=True).eval(), SHAPE
+    return trained_like(body), SHAPE
 
 
 # (network, seed, weight bits): a seeded handful that covers the grid, each a Lava run

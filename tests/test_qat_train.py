@@ -27,6 +27,7 @@ from neurodistill.train import train
 from neurodistill.train.checkpoint import load_checkpoint
 
 from .conftest import ROOT, run_cli
+from .resume import kill_after_epoch_1_then_resume
 
 SMALL = {"model": "snn_digits", "epochs": 1, "limit_train_batches": 3, "batch_size": 32, "device": "cpu"}
 
@@ -158,27 +159,10 @@ def test_deployed_from_the_start_equals_its_bundle(tmp_path):
     assert s["test_acc"] == int((deployed == y).sum()) / len(y)
 
 
-class _Killed(BaseException):
-    pass
-
-
 def test_resume_is_bit_identical(tmp_path, float_run, monkeypatch):
-    from neurodistill.train import loop
-
     base = {**SMALL, "epochs": 2, "deploy": "loihi2", "init": str(float_run), "lr": 0.01}
     train(resolve({**base, "out": str(tmp_path / "a")}, {}))
-    save = loop.save_checkpoint
-
-    def save_then_die(path, payload):
-        save(path, payload)
-        if payload["epoch"] == 1 and path.name == "last.pt":
-            raise _Killed  # the process dies right after epoch 1's last.pt, as a kill would leave it
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(_Killed):
-        train(resolve({**base, "out": str(tmp_path / "b")}, {}))
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    train(resolve({**base, "out": str(tmp_path / "b")}, {}), resume=True)
+    kill_after_epoch_1_then_resume({**base, "out": str(tmp_path / "b")}, monkeypatch)
     a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert a["qat"] == b["qat"]

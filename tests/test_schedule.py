@@ -17,13 +17,11 @@ from neurodistill.train import train
 from neurodistill.train.checkpoint import load_checkpoint, save_checkpoint
 from neurodistill.train.schedule import Schedule
 
+from .resume import kill_after_epoch_1_then_resume
+
 # 4 steps an epoch; lr 0.1
 SMALL = {"model": "snn_digits", "limit_train_batches": 4, "batch_size": 16, "val_split": 0.0, "device": "cpu",
          "timesteps": 2}
-
-
-class _Killed(Exception):
-    pass
 
 
 @pytest.fixture
@@ -45,8 +43,6 @@ def _weights(path):
 
 
 def test_a_stopped_and_resumed_run_steps_with_the_uninterrupted_runs_learning_rates(tmp_path, lrs, monkeypatch):
-    from neurodistill.train import loop
-
     train(resolve({**SMALL, "epochs": 3, "out": str(tmp_path / "a")}, {}))
     whole = list(lrs)
     # 12 steps of 0.05 (1 + cos(pi k / 12)), by hand: 0.1, then 0.075 (k=4), 0.05 (k=6), 0.025 (k=8)
@@ -58,18 +54,7 @@ def test_a_stopped_and_resumed_run_steps_with_the_uninterrupted_runs_learning_ra
     assert all(a > b for a, b in zip(whole, whole[1:], strict=False))
 
     lrs.clear()
-    save = loop.save_checkpoint
-
-    def save_then_die(path, payload):
-        save(path, payload)
-        if payload["epoch"] == 1 and path.name == "last.pt":
-            raise _Killed  # the process dies right after epoch 1's last.pt, as a kill would leave it
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(_Killed):
-        train(resolve({**SMALL, "epochs": 3, "out": str(tmp_path / "b")}, {}))
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    train(resolve({**SMALL, "epochs": 3, "out": str(tmp_path / "b")}, {}), resume=True)
+    kill_after_epoch_1_then_resume({**SMALL, "epochs": 3, "out": str(tmp_path / "b")}, monkeypatch)
     assert lrs == whole  # float for float
     assert _metrics_lr(tmp_path / "b") == _metrics_lr(tmp_path / "a")
     a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
