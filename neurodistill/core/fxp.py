@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .graph import INPUT, DeployGraph, Synapse
 from .quantize import UV_MAX
+from .ranges import acc_bound, u_bound
 
 
 def wrap_u(u: torch.Tensor) -> torch.Tensor:
@@ -67,14 +68,6 @@ def _trunc_decay_(x: torch.Tensor, d: int) -> torch.Tensor:
     if d:
         x.mul_((4096 - d) / 4096).trunc_()
     return x
-
-
-def acc_bound(w_int) -> int:
-    """The largest |accumulation| one step of binary input can give a neuron of this layer."""
-    import numpy as np
-
-    w = np.abs(np.asarray(w_int, dtype=np.int64))
-    return int(w.reshape(w.shape[0], -1).sum(1).max(initial=0))
 
 
 def synapse_int(syn: Synapse, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -187,8 +180,7 @@ def run_populations(graph: DeployGraph, steps: int, batch: int, *, bias: dict[st
         b = (bias[p.name].to(dev, dt) * 64).expand(batch, *p.shape)
         # static bounds: wrapping and clamping are skipped where they cannot happen
         b_max = float(bias[p.name].abs().max()) * 64 if bias[p.name].numel() else 0.0
-        # |u| <= a_max * 64 * 4096 / i_decay (a geometric sum) until it wraps
-        u_raw = a_max * 64 * 4096 / p.i_decay if p.i_decay else (float("inf") if a_max else 0.0)
+        u_raw = u_bound(a_max, p.i_decay)  # until it wraps
         wrap = u_raw >= UV_MAX
         clamp = p.v_decay == 0 or (min(u_raw, UV_MAX) + b_max) * 4096 / p.v_decay >= UV_MAX - 1
         if a is not None:
