@@ -28,16 +28,18 @@ from .synapse_terms import (
     Unknown,
     fold_batchnorm,
     identity_terms,
+    is_sum_pool,
     neuron_of,
     synapse_current,
 )
 
 SUPPORTED = (
-    "Conv2d, Linear, BatchNorm1d/2d (folded), AvgPool2d and AdaptiveAvgPool2d before a synapse layer (folded), "
+    "Conv2d, Linear, BatchNorm1d/2d (folded), AvgPool2d, AdaptiveAvgPool2d and sum pools (LPPool2d with p=1, "
+    "sinabs SumPool2d) before a synapse layer (folded), "
     "Flatten, Dropout and Identity (dropped), spikingjelly LIFNode and IFNode, residual '+' of synaptic "
     "input or of spikes"
 )
-_MAPS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+_MAPS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d, nn.Flatten)
 _PASS = (nn.Dropout, nn.Dropout2d, nn.Identity)
 _LEAVES = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, *_MAPS, *_PASS, nn.MaxPool2d, nn.ReLU)
 
@@ -113,6 +115,9 @@ class Walker:
                 return UNKNOWN
             return self.batchnorm(m, x, self.shape(node))
         if isinstance(m, _MAPS):
+            if isinstance(m, nn.LPPool2d) and not is_sum_pool(m):
+                self.fail(path, f"{kind} with p = {m.norm_type:g} or ceil_mode is not a linear map; allowed: p = 1 (a sum pool)")
+                return UNKNOWN
             if not isinstance(x, Spikes):
                 self.fail(path, f"{kind} between a synapse layer and its neuron is not supported; pool spikes instead")
                 return UNKNOWN

@@ -22,11 +22,28 @@ def fold_bn(weight: np.ndarray, bias: np.ndarray, gamma, beta, mean, var, eps: f
     return weight * k.reshape(-1, *([1] * (weight.ndim - 1))), bias * k + shift
 
 
-def fold_avgpool_into_conv(weight: np.ndarray, stride, padding, k: int):
-    """conv(avgpool_k(x)) as one conv on x: kernel `kron(K, ones(k, k)) / k^2`, stride and
-    padding times k (exact when the input's height and width are multiples of k)."""
-    w = np.kron(weight, np.ones((k, k))) / (k * k)
+def fold_avgpool_into_conv(weight: np.ndarray, stride, padding, k: int, gain: float | None = None):
+    """conv(pool_k(x)) as one conv on x, for a pool that sums each k x k window times `gain`
+    (`1/k^2`, an average, unless given; 1 for a sum pool): kernel `kron(K, ones(k, k)) * gain`,
+    stride and padding times k. Exact when the input's height and width are multiples of k, and
+    otherwise when no window of the conv reaches the pooled map's far padding
+    (`pooled_conv_is_exact`): the rows and columns the pool leaves out are then never read."""
+    w = np.kron(weight, np.ones((k, k))) * (1.0 / (k * k) if gain is None else gain)
     return w, (stride[0] * k, stride[1] * k), (padding[0] * k, padding[1] * k)
+
+
+def pooled_conv_is_exact(in_hw, k: int, kernel, stride, padding) -> bool:
+    """Whether `fold_avgpool_into_conv` equals conv(pool_k(x)) on an `in_hw` input: true when k
+    divides it, or when the conv's last window ends inside the pooled map (so it never reads the
+    zero padding that, in the folded conv, would instead hold the rows the pool dropped)."""
+    for n, kn, s, p in zip(in_hw, kernel, stride, padding, strict=True):
+        if n % k == 0:
+            continue
+        pooled = n // k
+        last = (pooled + 2 * p - kn) // s  # index of the conv's last output along this axis
+        if last * s - p + kn > pooled:
+            return False
+    return True
 
 
 def pull_back(fn, in_shape: tuple[int, ...], weight: np.ndarray) -> np.ndarray:

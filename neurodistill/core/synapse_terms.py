@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from torch import nn
 
-from .fold import bn_affine, fold_avgpool_into_conv, pull_back
+from .fold import bn_affine, fold_avgpool_into_conv, pooled_conv_is_exact, pull_back
 from .graph import Neuron, as_pair
 
 # where, what: a violation, collected so that every one is reported at once
@@ -86,9 +86,41 @@ def identity_terms(where: str, x: Spikes) -> list[Term]:
     return terms
 
 
+class SumPool(nn.Module):
+    """A sum pool as the linear map it is on spikes (k^2 times the average). sinabs' SumPool2d is
+    torch's LPPool2d with p = 1, whose derivative at 0 is 0 (it takes |x|): the weights pulled back
+    through it would all vanish."""
+
+    def __init__(self, pool: nn.LPPool2d) -> None:
+        super().__init__()
+        self.k, self.stride = as_pair(pool.kernel_size), as_pair(pool.stride or pool.kernel_size)
+
+    def forward(self, x):
+        return nn.functional.avg_pool2d(x, self.k, self.stride) * (self.k[0] * self.k[1])
+
+
+def is_sum_pool(m: nn.Module) -> bool:
+    """torch's LPPool2d with p = 1 (sinabs' SumPool2d): a sum over each window of non-negative spikes."""
+    return isinstance(m, nn.LPPool2d) and float(m.norm_type) == 1.0 and not m.ceil_mode
+
+
+def _pool_window(pool: nn.Module) -> tuple[int, float] | None:
+    """(k, gain) of a k x k pool of stride k and no padding that `fold_avgpool_into_conv` folds,
+    else None."""
+    if is_sum_pool(pool):
+        k, stride, gain = as_pair(pool.kernel_size), pool.stride, 1.0
+    elif isinstance(pool, nn.AvgPool2d) and not pool.ceil_mode and as_pair(pool.padding) == (0, 0):
+        k, stride = as_pair(pool.kernel_size), pool.stride
+        gain = 1.0 / (pool.divisor_override or k[0] * k[1])
+    else:
+        return None
+    ok = k[0] == k[1] and as_pair(stride or k) == k
+    return (k[0], gain) if ok else None
+
+
 def dense_term(name: str, src: str, w: np.ndarray, x: Spikes) -> Term:
     if x.maps:
-        seq = nn.Sequential(*x.maps).double()
+        seq = nn.Sequential(*(SumPool(m) if isinstance(m, nn.LPPool2d) else m for m in x.maps)).double()
         w = pull_back(seq, x.base_shape, w)
     return Term(name, "dense", src, w, x.base_shape)
 
@@ -99,14 +131,17 @@ def conv_term(name: str, src: str, m: nn.Conv2d, w: np.ndarray, x: Spikes, fail:
         return UNKNOWN
     stride, padding = as_pair(m.stride), as_pair(m.padding)
     if x.maps:
-        pool = x.maps[0]
-        k = as_pair(pool.kernel_size) if isinstance(pool, nn.AvgPool2d) else None
-        ok = (len(x.maps) == 1 and k is not None and k[0] == k[1] and as_pair(pool.stride or k) == k
-              and as_pair(pool.padding) == (0, 0) and x.base_shape[1] % k[0] == 0 and x.base_shape[2] % k[0] == 0)
-        if not ok:
-            fail(name, "only one AvgPool2d(k, stride k, no padding, dividing the input) may precede a Conv2d")
+        window = _pool_window(x.maps[0]) if len(x.maps) == 1 else None
+        if window is None:
+            fail(name, "only one AvgPool2d(k) or sum pool (k), stride k, no padding, may precede a Conv2d")
             return UNKNOWN
-        w, stride, padding = fold_avgpool_into_conv(w, stride, padding, k[0])
+        k, gain = window
+        if not pooled_conv_is_exact(x.base_shape[1:], k, w.shape[2:], stride, padding):
+            fail(name, f"the {k}x{k} pool before it drops the last rows/columns of its {x.base_shape[1]}x"
+                       f"{x.base_shape[2]} input and this Conv2d's padding {padding} reaches past them; "
+                       f"allowed: an input divisible by {k}, or a padding whose windows end inside the pooled map")
+            return UNKNOWN
+        w, stride, padding = fold_avgpool_into_conv(w, stride, padding, k, gain)
     return Term(name, "conv", src, w, x.base_shape, stride, padding, m.groups)
 
 
