@@ -22,7 +22,7 @@ from .distill import BACKPROPS
 from .distill.esd import ESDConfig
 from .distill.losses import LossConfig
 from .distill.tssd import TssdConfig
-from .errors import ConfigError
+from .errors import ConfigError, MethodError
 from .io.files import read_text
 from .io.limits import MAX_CLASSES, MAX_SAMPLES, MAX_TIMESTEPS, MAX_WORKERS, check_range
 from .models.neurons import NeuronConfig
@@ -213,6 +213,9 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
         elif cfg.backprop != "rate":
             raise ConfigError(f"{where}: backprop = {cfg.backprop!r} is not allowed with method esd, which trains with "
                               "rate-based backprop; set backprop = rate or leave it out")
+    if cfg.neuron.kind == "cuba" and cfg.backprop == "rate":
+        raise MethodError(f"{where}: backprop = rate supports LIF and IF neurons only, not neuron.kind = cuba; "
+                          f"train cuba with backprop = bptt{' and a method other than esd' if cfg.method == 'esd' else ''}")
     if cfg.compile and (cfg.backprop == "rate" or cfg.deploy):
         raise ConfigError(f"{where}: compile = true is not allowed with {'deploy' if cfg.deploy else 'rate-based backprop'}, "
                           "which swaps the model's layer forwards at every step (torch.compile would recompile each time); "

@@ -36,7 +36,7 @@ from .synapse_terms import (
 SUPPORTED = (
     "Conv2d, Linear, BatchNorm1d/2d (folded), AvgPool2d, AdaptiveAvgPool2d and sum pools (LPPool2d with p=1, "
     "sinabs SumPool2d) before a synapse layer (folded), "
-    "Flatten, Dropout and Identity (dropped), spikingjelly LIFNode and IFNode, residual '+' of synaptic "
+    "Flatten, Dropout and Identity (dropped), spikingjelly LIFNode, IFNode and CUBALIFNode, residual '+' of synaptic "
     "input or of spikes"
 )
 _MAPS = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d, nn.Flatten)
@@ -98,11 +98,12 @@ class Walker:
 
     # -- nodes ---------------------------------------------------------------------------
     def module(self, node: fx.Node, m: nn.Module, x):
-        from spikingjelly.activation_based.neuron import IFNode, LIFNode
+        from spikingjelly.activation_based.neuron import CUBALIFNode, IFNode, LIFNode
 
+        neurons = (LIFNode, IFNode, CUBALIFNode)
         path, kind = node.target, type(m).__name__
         if x is UNKNOWN:
-            if not isinstance(m, (*_PASS, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, *_MAPS, LIFNode, IFNode)):
+            if not isinstance(m, (*_PASS, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, *_MAPS, *neurons)):
                 self.fail(path, f"{kind} is not supported")
             return UNKNOWN
         if isinstance(m, _PASS):
@@ -122,7 +123,7 @@ class Walker:
                 self.fail(path, f"{kind} between a synapse layer and its neuron is not supported; pool spikes instead")
                 return UNKNOWN
             return Spikes(x.sources, x.base_shape, [*x.maps, m])
-        if isinstance(m, LIFNode | IFNode):
+        if isinstance(m, neurons):
             if not isinstance(x, Current):
                 self.fail(path, f"{kind} must be fed by a Conv2d or Linear (through BatchNorm and '+')")
                 return UNKNOWN

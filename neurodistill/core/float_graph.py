@@ -24,10 +24,15 @@ def synapse_forward(syn: Synapse, s: torch.Tensor, weight: torch.Tensor) -> torc
 
 
 def neuron_step(n: Neuron, v: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """spikingjelly's charge, fire (H >= threshold) and reset; returns (spikes, new v)."""
+    """spikingjelly's charge, fire (H >= threshold) and reset; returns (spikes, new v).
+
+    For `cuba`, x is the synaptic current (`current_step`'s), and v leaks toward 0, not v_reset.
+    """
     vr = 0.0 if n.v_reset is None else n.v_reset
     if n.kind == "if":
         h = v + x
+    elif n.kind == "cuba":
+        h = v * (1 - 1 / n.tau) + x
     elif n.decay_input:
         h = v + (x - (v - vr)) / n.tau
     else:
@@ -35,6 +40,11 @@ def neuron_step(n: Neuron, v: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tens
     s = (h >= n.v_threshold).to(h.dtype)
     v = h - s * n.v_threshold if n.v_reset is None else s * vr + (1 - s) * h
     return s, v
+
+
+def current_step(n: Neuron, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """CUBALIFNode's synaptic current: `c * c_decay + x`, c_decay = 1 - 1/tau_syn."""
+    return c * (1 - 1 / n.tau_syn) + x
 
 
 @torch.no_grad()
@@ -52,6 +62,7 @@ def run_float(graph: DeployGraph, x: torch.Tensor, record: bool = False) -> dict
     biases = {p: torch.as_tensor(b, dtype=dt, device=dev) for p, b in graph.biases.items()}
     v = {p.name: torch.full((B, *p.shape), 0.0 if p.neuron.v_reset is None else p.neuron.v_reset, dtype=dt,
                             device=dev) for p in graph.populations}
+    c = {p.name: torch.zeros((B, *p.shape), dtype=dt, device=dev) for p in graph.populations if p.neuron.kind == "cuba"}
     logits, spikes = [], {p.name: [] for p in graph.populations[:-1]}
     for t in range(T):
         act = {INPUT: x[t]}
@@ -62,6 +73,8 @@ def run_float(graph: DeployGraph, x: torch.Tensor, record: bool = False) -> dict
             if p.neuron.kind == "readout":
                 logits.append(cur)
                 continue
+            if p.name in c:
+                cur = c[p.name] = current_step(p.neuron, c[p.name], cur)
             act[p.name], v[p.name] = neuron_step(p.neuron, v[p.name], cur)
             if record:
                 spikes[p.name].append(act[p.name])

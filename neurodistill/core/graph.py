@@ -21,7 +21,9 @@ INPUT = "input"  # the source name of the analog input
 class Neuron:
     """A population's neuron model in float units (spikingjelly's).
 
-    kind: `lif`, `if`, or `readout` (integrates its input, never fires; its value is the output).
+    kind: `lif`, `if`, `cuba` (spikingjelly's CUBALIFNode: a synaptic current decaying by
+    `1 - 1/tau_syn` per step feeds v, which decays by `1 - 1/tau` toward 0), or `readout`
+    (integrates its input, never fires; its value is the output).
     A hard reset to `v_reset` is kept as is here; mapping to Loihi shifts it to 0.
     """
 
@@ -30,6 +32,7 @@ class Neuron:
     decay_input: bool = True
     v_threshold: float = 1.0
     v_reset: float | None = 0.0  # None: soft reset (subtract the threshold)
+    tau_syn: float | None = None  # cuba only: synaptic current time constant in steps (inf: no decay)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Map the float deployment graph to Loihi 2 CUBA neurons and quantize it (docs/loihi2.md#spikingjelly-lif-to-cuba-lif).
 
-spikingjelly has no synaptic current, so every population gets `iDecay = 4096` (u = a << 6 each
-step). With a per-population power-of-two scale s (weight LSBs per float unit):
+spikingjelly's LIF and IF have no synaptic current, so their populations get `iDecay = 4096`
+(u = a << 6 each step); a CUBALIFNode's current decay maps to `iDecay = round(4096 (1 - c_decay))`
+and its `vDecay = round(4096 (1 - v_decay))`, its weights and threshold as decay_input=False LIF
+(`check_cuba` says what has no exact form). With a per-population power-of-two scale s (weight LSBs per float unit):
 
 - decay_input=True LIF: `v_loihi = 64 tau s V`, so weights and bias keep scale s and the
   threshold becomes `tau s (V_th - V_reset)`; decay_input=False and IF: `v_loihi = 64 s V`;
@@ -57,7 +59,41 @@ def threshold_units(p: Population) -> float:
 
 
 def v_decay(p: Population) -> int:
-    return round(DECAY_UNITY / p.neuron.tau) if p.neuron.kind == "lif" else 0
+    return round(DECAY_UNITY / p.neuron.tau) if p.neuron.kind in ("lif", "cuba") else 0
+
+
+def i_decay(p: Population) -> int:
+    """CUBALIFNode's current decay `1 - 1/tau_syn` as Loihi's iDecay; 4096 (no memory) for the rest."""
+    return round(DECAY_UNITY / p.neuron.tau_syn) if p.neuron.kind == "cuba" else DECAY_UNITY
+
+
+def check_cuba(graph: DeployGraph) -> None:
+    """Refuse what a CUBALIFNode population with a current decay cannot run exactly on Loihi 2.
+
+    Loihi adds a bias (and the host's encoding current, given as the encoding population's bias)
+    to v every step; spikingjelly adds it to the decaying current, where it builds up as
+    b (1 - c_decay^t) / (1 - c_decay). CUBALIFNode's v leaks toward 0, so only a reset to 0 maps.
+    """
+    encoding = graph.encoding[0].target if graph.encoding else None
+    for p in graph.populations:
+        n = p.neuron
+        if n.kind != "cuba":
+            continue
+        where = f"population {p.name} (CUBALIFNode)"
+        if not (n.tau >= 1 and n.tau_syn >= 1):
+            raise UnsupportedLayerError(f"{where}: c_decay and v_decay must lie in [0, 1] for Loihi 2's iDecay and vDecay")
+        if n.v_reset not in (None, 0.0):
+            raise UnsupportedLayerError(f"{where}: v_reset = {n.v_reset} with a leak toward 0 has no Loihi 2 form; allowed: v_reset = 0")
+        if i_decay(p) == DECAY_UNITY:
+            continue
+        if p.name == encoding:
+            raise UnsupportedLayerError(
+                f"{where}: the population fed by the analog input gets it as a bias into v on Loihi 2, which cannot "
+                "build up a decaying current; allowed there: c_decay = 0 (tau_syn = 1), LIFNode or IFNode")
+        if np.any(graph.biases[p.name] != 0):
+            raise UnsupportedLayerError(
+                f"{where}: a synapse bias (or BatchNorm shift) into a decaying current (c_decay > 0) has no exact "
+                "Loihi 2 form (its bias enters v); allowed: bias-free synapses without BatchNorm, or c_decay = 0")
 
 
 def v_th_mant(theta: float, decay: int) -> int:
@@ -101,6 +137,7 @@ def quantize_graph(
             "retrain with --reset hard (the default), or pass --accept-reset-approximation to export anyway and "
             "see the accuracy change in the manifest"
         )
+    check_cuba(graph)
     reports = []
     for p in graph.populations:
         chip_in = [s for s in graph.incoming(p.name) if not s.host]
@@ -122,8 +159,10 @@ def quantize_graph(
             s.weight_int, c = quantize_weights(s.weight, scale, weight_bits)
             w_clip = max(w_clip, c)
         b_int, b_clip = quantize_signed(bias * scale, BIAS_BITS)
-        p.scale, p.i_decay, p.v_decay = scale, DECAY_UNITY, decay
-        p.v_th_mant = V_TH_MAX if p.neuron.kind == "readout" else v_th_mant(theta * scale, decay)
+        p.scale, p.i_decay, p.v_decay = scale, i_decay(p), decay
+        # a decaying current leaves v off the multiples of 64 even without a v leak
+        leak = decay or DECAY_UNITY - p.i_decay
+        p.v_th_mant = V_TH_MAX if p.neuron.kind == "readout" else v_th_mant(theta * scale, leak)
         p.bias_mant = np.zeros(p.shape, np.int64) if is_encoding else b_int.reshape(p.shape)
         if p.neuron.v_reset is None and p.neuron.kind != "readout":
             notes.append("soft reset approximated by Loihi's reset to 0")
@@ -153,3 +192,4 @@ def encoding_bias(graph: DeployGraph, current: np.ndarray) -> tuple[np.ndarray, 
     """Per-sample bias mantissas of the encoding population (and the clipped fraction)."""
     pop = graph.population(graph.encoding[0].target)
     return quantize_signed(current * pop.scale, BIAS_BITS)
+

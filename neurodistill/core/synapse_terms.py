@@ -3,6 +3,7 @@ Linear, the identity shortcut, a BatchNorm after them) folds into synaptic terms
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -162,13 +163,23 @@ def fold_batchnorm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: Current, shape: tuple[
 
 
 def neuron_of(m: nn.Module) -> Neuron:
-    """The deployment graph's neuron of a spikingjelly LIFNode or IFNode."""
-    from spikingjelly.activation_based.neuron import IFNode
+    """The deployment graph's neuron of a spikingjelly LIFNode, IFNode or CUBALIFNode."""
+    from spikingjelly.activation_based.neuron import CUBALIFNode, IFNode
 
+    v_reset = None if m.v_reset is None else float(m.v_reset)
+    if isinstance(m, CUBALIFNode):
+        # decay factors d as time constants 1 / (1 - d); a factor of 1 (no decay) is tau = inf
+        return Neuron(kind="cuba", tau=_time_constant(m.v_decay), decay_input=False,
+                      v_threshold=float(m.v_threshold), v_reset=v_reset, tau_syn=_time_constant(m.c_decay))
     return Neuron(
         kind="if" if isinstance(m, IFNode) else "lif",
         tau=float(getattr(m, "tau", 1.0)),
         decay_input=bool(getattr(m, "decay_input", False)),
         v_threshold=float(m.v_threshold),
-        v_reset=None if m.v_reset is None else float(m.v_reset),
+        v_reset=v_reset,
     )
+
+
+def _time_constant(decay: float) -> float:
+    decay = float(decay)
+    return math.inf if decay >= 1.0 else 1.0 / (1.0 - decay)

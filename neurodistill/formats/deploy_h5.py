@@ -178,11 +178,13 @@ def _groups(f: h5py.File, key: str, where: str) -> list[h5py.Group]:
     return out
 
 
-NEURON_KINDS = ("lif", "if", "readout")
+NEURON_KINDS = ("lif", "if", "cuba", "readout")
 NEURON_KEYS = ("kind", "tau", "decay_input", "v_threshold", "v_reset")
 
 
 def _neuron(v, where: str, field: str) -> Neuron:
+    # tau_syn: written since CUBALIFNode export, absent from older files
+    tau_syn = v.pop("tau_syn", None) if isinstance(v, dict) else None
     if not isinstance(v, dict) or sorted(v) != sorted(NEURON_KEYS):
         raise _bad(where, field, f"= {_short(v)} is not allowed; allowed: an object with keys {', '.join(NEURON_KEYS)}")
     if v["kind"] not in NEURON_KINDS:
@@ -193,7 +195,12 @@ def _neuron(v, where: str, field: str) -> Neuron:
     if v["kind"] == "lif" and not tau > 1:
         raise _bad(where, f"{field}.tau", f"= {tau} is not allowed for a lif neuron; allowed: a number > 1")
     v_reset = None if v["v_reset"] is None else _num(v["v_reset"], where, f"{field}.v_reset")
-    return Neuron(v["kind"], tau, v["decay_input"], _num(v["v_threshold"], where, f"{field}.v_threshold"), v_reset)
+    if v["kind"] == "cuba":
+        tau_syn = _num(tau_syn, where, f"{field}.tau_syn", positive=True, allow_inf=True)
+    elif tau_syn is not None:
+        raise _bad(where, f"{field}.tau_syn", f"= {_short(tau_syn)} is not allowed for a {v['kind']} neuron; allowed: null")
+    return Neuron(v["kind"], tau, v["decay_input"], _num(v["v_threshold"], where, f"{field}.v_threshold"), v_reset,
+                  tau_syn)
 
 
 def _population(g: h5py.Group, i: int, where: str) -> tuple[Population, np.ndarray]:

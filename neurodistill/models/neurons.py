@@ -19,7 +19,7 @@ SURROGATES = {
     "piecewise_quadratic": ("PiecewiseQuadratic", 1.0),
     "erf": ("Erf", 2.0),
 }
-NEURON_KINDS = ("lif", "if")
+NEURON_KINDS = ("lif", "if", "cuba")
 RESETS = ("hard", "soft")
 # spikingjelly 2.x chooses its CUDA kernels with this variable (its CuPy kernels of 0.0.0.0.14
 # became the native "cuda" implementation); on the CPU the torch implementation always runs.
@@ -30,8 +30,9 @@ _BACKEND_OPS = (("SJ_LIF_CUDA_IMPLEMENTATION", "spikingjelly._ops.lif"), ("SJ_IF
 
 @dataclass
 class NeuronConfig:
-    kind: str = "lif"  # lif | if
-    tau: float = 2.0  # membrane time constant in steps (LIF only)
+    kind: str = "lif"  # lif | if | cuba (spikingjelly's CUBALIFNode: Loihi 2's CUBA neuron)
+    tau: float = 2.0  # membrane time constant in steps (LIF and CUBA; CUBA: v_decay = 1 - 1/tau)
+    tau_syn: float = 2.0  # synaptic current time constant in steps (CUBA only: c_decay = 1 - 1/tau_syn)
     decay_input: bool = True  # spikingjelly: H = V + (X - (V - V_reset)) / tau
     v_threshold: float = 1.0
     reset: str = "hard"  # hard: V -> v_reset after a spike (what Loihi 2 runs); soft: V -= threshold
@@ -44,8 +45,10 @@ class NeuronConfig:
         _choice("neuron.kind", self.kind, NEURON_KINDS)
         _choice("neuron.reset", self.reset, RESETS)
         _choice("neuron.surrogate", self.surrogate, tuple(SURROGATES))
-        if self.kind == "lif" and not self.tau > 1.0:
-            raise ConfigError(f"neuron.tau = {self.tau} is not allowed; LIF needs tau > 1")
+        if self.kind in ("lif", "cuba") and not self.tau > 1.0:
+            raise ConfigError(f"neuron.tau = {self.tau} is not allowed; {self.kind.upper()} needs tau > 1")
+        if self.kind == "cuba" and not self.tau_syn >= 1.0:
+            raise ConfigError(f"neuron.tau_syn = {self.tau_syn} is not allowed; CUBA needs tau_syn >= 1 (1: no current memory)")
         if not self.v_threshold > 0:
             raise ConfigError(f"neuron.v_threshold = {self.v_threshold} is not allowed; it must be > 0")
 
@@ -95,9 +98,51 @@ def make_neuron(cfg: NeuronConfig) -> nn.Module:
         detach_reset=cfg.detach_reset,
         step_mode="m",
     )
-    node = neuron.IFNode(**common) if cfg.kind == "if" else neuron.LIFNode(tau=cfg.tau, decay_input=cfg.decay_input, **common)
+    if cfg.kind == "cuba":
+        node = _cuba_node(cfg, common)
+    elif cfg.kind == "if":
+        node = neuron.IFNode(**common)
+    else:
+        node = neuron.LIFNode(tau=cfg.tau, decay_input=cfg.decay_input, **common)
     node.register_forward_pre_hook(_float32_input)
     return node
+
+
+def _cuba_node(cfg: NeuronConfig, common: dict) -> nn.Module:
+    """spikingjelly's own CUBALIFNode (`c = c c_decay + x; v = v v_decay + c`), decays from the time
+    constants as LIF's tau: the factors 1 - 1/tau_syn and 1 - 1/tau. Its constructor takes neither
+    detach_reset nor step_mode: they are set on the node (BaseNode attributes)."""
+    from spikingjelly.activation_based import neuron
+
+    node = neuron.CUBALIFNode(c_decay=1.0 - 1.0 / cfg.tau_syn, v_decay=1.0 - 1.0 / cfg.tau,
+                              v_threshold=common["v_threshold"], v_reset=common["v_reset"],
+                              surrogate_function=common["surrogate_function"])
+    node.detach_reset = common["detach_reset"]
+    node.step_mode = common["step_mode"]
+    return node
+
+
+def loihi_cuba(body: nn.Module) -> None:
+    """Make a model of CUBALIFNodes exactly deployable on Loihi 2, in place (docs/training.md).
+
+    Loihi adds a bias to v, spikingjelly to the decaying current: so BatchNorm (its folded shift
+    is a bias) becomes Identity and every synapse layer but the last (the readout's) loses its
+    bias; the first neuron (fed by the analog input, which Loihi gets as a bias) keeps no
+    current memory (c_decay = 0, tau_syn = 1). A model without CUBALIFNodes is left as it is.
+    """
+    from spikingjelly.activation_based.neuron import CUBALIFNode
+
+    nodes = [m for m in body.modules() if isinstance(m, CUBALIFNode)]
+    if not nodes:
+        return
+    nodes[0].c_decay = 0.0
+    for parent in list(body.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm1d | nn.BatchNorm2d):
+                setattr(parent, name, nn.Identity())
+    synapses = [m for m in body.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    for m in synapses[:-1]:
+        m.register_parameter("bias", None)
 
 
 def _float32_input(module: nn.Module, args: tuple):
