@@ -193,3 +193,23 @@ def encoding_bias(graph: DeployGraph, current: np.ndarray) -> tuple[np.ndarray, 
     pop = graph.population(graph.encoding[0].target)
     return quantize_signed(current * pop.scale, BIAS_BITS)
 
+
+def rescale_population(graph: DeployGraph, report: LayerReport, scale: float) -> None:
+    """Quantize one population fed on chip again at another power-of-two `scale` (export's range safety).
+
+    The float mapping is the same; weights, bias and threshold are rounded again at `scale`, so
+    the population's behaviour changes only by quantization. Not for the encoding population,
+    whose bias is the per-sample host current."""
+    p = graph.population(report.name)
+    w_clip = 0.0
+    for s in graph.incoming(p.name):
+        if not s.host:
+            s.weight_int, c = quantize_weights(s.weight, scale, report.weight_bits)
+            w_clip = max(w_clip, c)
+    b_int, b_clip = quantize_signed(graph.biases[p.name] * scale, BIAS_BITS)
+    p.scale, p.bias_mant = scale, b_int.reshape(p.shape)
+    if p.neuron.kind != "readout":
+        # as quantize_graph: a decaying current leaves v off the multiples of 64 like a v leak
+        p.v_th_mant = v_th_mant(report.threshold_float * scale, p.v_decay or DECAY_UNITY - p.i_decay)
+    report.scale, report.weight_clipped, report.bias_clipped = scale, w_clip, b_clip
+    report.v_th_mant = int(p.v_th_mant)

@@ -131,6 +131,7 @@ class Deployed:
     dead: list[str]
     netx_reason: str | None
     nir_reason: str | None = None
+    range_safety: dict | None = None
 
 
 def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits: int, dt: float, limits: str,
@@ -142,6 +143,7 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     from ..core.loihi2 import encoding_bias, encoding_current, quantize_graph
     from ..formats.netx.writer import netx_unsupported_reason
     from ..formats.nir.deploy import nir_unsupported_reason
+    from .range_check import fit_ranges, settle_readout
     from .resources import load_limits, map_resources, require_fit
 
     T = timesteps
@@ -149,6 +151,7 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     st.next()
     current = encoding_current(graph, x.numpy())
     reports = quantize_graph(graph, weight_bits, float(np.abs(current).max()), accept_reset_approximation, scales)
+    ranges = fit_ranges(graph, reports, T, fixed=set(scales or ()))
     resources = map_resources(graph, load_limits(limits), chips)
     require_fit(resources)
     st.next()
@@ -158,6 +161,8 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     bias, enc_clip = encoding_bias(graph, current)
     st.next()
     q = run_fxp(graph, torch.as_tensor(bias), T, record=True)
+    if settle_readout(graph, reports, ranges, q["spikes"], y):
+        q = run_fxp(graph, torch.as_tensor(bias), T, record=True)
     st.next()
     acc_q = float((q["v_readout"].flatten(1).argmax(-1) == y).float().mean())
     dead = [p for p, s in q["spikes"].items() if not s.any()]
@@ -165,7 +170,7 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
         log.warning("layer %s never spikes after quantization on %d calibration samples", p, len(y))
     next(r for r in reports if r.name == graph.encoding[0].target).bias_clipped = enc_clip
     return Deployed(graph, reports, resources, acc_float, acc_q, dead, netx_unsupported_reason(graph),
-                    nir_unsupported_reason(graph))
+                    nir_unsupported_reason(graph), ranges)
 
 
 def _run_entries(d: Deployed, input_shape, T: int, dt: float, weight_bits: int, samples: int) -> dict[str, Any]:
@@ -187,6 +192,7 @@ def _run_entries(d: Deployed, input_shape, T: int, dt: float, weight_bits: int, 
         "reset_approximation": _reset_note(graph, d.accuracy_float, d.accuracy_quantized),
         "netx": None if d.netx_reason is None else {"written": False, "reason": d.netx_reason},
         "nir": None if d.nir_reason is None else {"written": False, "reason": d.nir_reason},
+        "range_safety": d.range_safety,
     }
 
 

@@ -241,6 +241,15 @@ def check_manifest(m, where: str) -> None:
         left_out = _need(where, m, key, _or_null(OBJ), optional=True)
         if left_out is not None:
             _need(where, left_out, "reason", STR, f"{key}.")
+    # export's 24-bit range checks; optional, so bundles written before them still read as schema 1
+    rs = _need(where, m, "range_safety", _or_null(OBJ), optional=True)
+    if rs is not None:
+        _need(where, rs, "warnings", LIST, "range_safety.")
+        for at, layer in _objects(where, _need(where, rs, "layers", LIST, "range_safety."), "range_safety.layers"):
+            _need(where, layer, "name", STR, at)
+            _need(where, layer, "bound", _or_null(NUM), at)  # null: unbounded (a current that never decays)
+            _need(where, layer, "limit", INT1, at)
+            _need(where, layer, "guaranteed", BOOL, at)
 
 
 def check_manifest_graph(m: dict, graph, bundle: Path) -> None:
