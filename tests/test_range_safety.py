@@ -125,6 +125,40 @@ def firing_readout_net() -> Net:
     return Net(body, spiking=True).eval()
 
 
+def two_feature_net() -> Net:
+    """Hidden neuron 0 fires at every step when input 0 is on, neuron 1 when it is off, neurons 2..63
+    never; the readout tells the classes apart by a 1/32 difference on features 0 and 1, on top of
+    weights 1 from every feature: the worst case (all 64 active) is far above what calibration sees."""
+    body = nn.Sequential(layer.Linear(16, 64), neuron.LIFNode(tau=2.0, v_threshold=0.5), layer.Linear(64, 2))
+    with torch.no_grad():
+        body[0].weight.zero_()
+        body[0].weight[0, 0], body[0].weight[1, 0] = 1.0, -1.0
+        body[0].bias.fill_(-1.0)
+        body[0].bias[0], body[0].bias[1] = 0.0, 1.5
+        body[2].weight.fill_(1.0)
+        body[2].weight[0, 1] = body[2].weight[1, 0] = 1 - 1 / 32
+        body[2].bias.zero_()
+    return Net(body, spiking=True).eval()
+
+
+def test_readout_kept_at_its_calibrated_scale_when_more_accurate_is_one_warning(tmp_path, caplog):
+    T, x = 40, torch.zeros(8, 16)
+    x[:4, 0] = 1.5
+    y = torch.tensor([0] * 4 + [1] * 4)
+    with caplog.at_level(logging.WARNING):
+        m = export_module_loihi2(two_feature_net(), (16,), x, y, tmp_path / "b", timesteps=T)
+    r = _rec(m, "readout")
+    # scale 128 (weights 1 -> 128, 31/32 -> 124): per step 63 128 + 124 = 8188 on either class,
+    # 40 64 8188 = 20,961,280; halving to 32 (weights 32, 31/32 -> 15.5 -> 16 -> 32) makes the classes
+    # equal (accuracy 1/2); the calibration peak at 128 is one feature: 40 64 128 = 327,680
+    assert (r["bound_before"], r["scale_before"]) == (20_961_280, 128)
+    assert r["calibrated_alternative"] == {"scale": 128, "accuracy": 1.0, "accuracy_at_safe_scale": 0.5}
+    assert (r["scale"], r["action"], r["guaranteed"], r["calibration_peak"]) == (128, "calibrated scale", False, 327_680)
+    assert m["accuracy_quantized"] == 1.0
+    lines = [x.getMessage() for x in caplog.records if "readout layer" in x.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "20961280" in lines[0] and m["range_safety"]["warnings"] == lines
+
+
 def _bias(graph, x):
     return encoding_bias(graph, encoding_current(graph, x.numpy()))[0]
 

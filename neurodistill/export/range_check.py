@@ -67,7 +67,9 @@ def _int(x: float) -> int | None:
 
 
 def _what(r) -> str:
-    return f"|v| over {r.steps} steps" if r.v is not None else "|u| or accumulation"
+    if r.v is not None:
+        return f"|v| over {r.steps} steps"
+    return "|u|" if r.u >= r.accumulation else "conv sum"
 
 
 def _effect(readout: bool) -> str:
@@ -133,7 +135,7 @@ def settle_readout(graph, reports, entry: dict, spikes: dict, y: torch.Tensor) -
     rec.update(scale=scale, guaranteed=False, action="calibrated scale", calibration_peak=int(v.abs().max()),
                bound=_int(population_range(p.name, [(s.kind, s.weight_int) for s in _chip(graph, p)], p.bias_mant,
                                            p.i_decay, graph.timesteps).bound))
-    _warn(entry, f"readout {p.name}: worst-case |v| over {graph.timesteps} steps {rec['bound']} passes its "
+    _warn(entry, f"readout layer {p.name}: worst-case |v| over {graph.timesteps} steps {rec['bound']} passes its "
                  f"threshold {READOUT_LIMIT} (vThMant << 6); scale {scale:g} keeps the calibration peak "
                  f"{rec['calibration_peak']} below half of it (calibration accuracy {acc_cal:.4f}; {acc_safe:.4f} at "
                  f"the worst-case-safe scale {safe:g}), so an input beyond the calibration set can still make it fire")
