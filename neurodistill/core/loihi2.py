@@ -79,20 +79,20 @@ def check_cuba(graph: DeployGraph) -> None:
         n = p.neuron
         if n.kind != "cuba":
             continue
-        where = f"population {p.name} (CUBALIFNode)"
+        where = f"{p.name}: CUBALIFNode population"
         if not (n.tau >= 1 and n.tau_syn >= 1):
-            raise UnsupportedLayerError(f"{where}: c_decay and v_decay must lie in [0, 1] for Loihi 2's iDecay and vDecay")
+            raise UnsupportedLayerError(f"{where} needs c_decay and v_decay in [0, 1] for Loihi 2's iDecay and vDecay")
         if n.v_reset not in (None, 0.0):
-            raise UnsupportedLayerError(f"{where}: v_reset = {n.v_reset} with a leak toward 0 has no Loihi 2 form; allowed: v_reset = 0")
+            raise UnsupportedLayerError(f"{where} with v_reset = {n.v_reset} and a leak toward 0 has no Loihi 2 form; allowed: v_reset = 0")
         if i_decay(p) == DECAY_UNITY:
             continue
         if p.name == encoding:
             raise UnsupportedLayerError(
-                f"{where}: the population fed by the analog input gets it as a bias into v on Loihi 2, which cannot "
+                f"{where} fed by the analog input gets it as a bias into v on Loihi 2, which cannot "
                 "build up a decaying current; allowed there: c_decay = 0 (tau_syn = 1), LIFNode or IFNode")
         if np.any(graph.biases[p.name] != 0):
             raise UnsupportedLayerError(
-                f"{where}: a synapse bias (or BatchNorm shift) into a decaying current (c_decay > 0) has no exact "
+                f"{where} with a synapse bias (or BatchNorm shift) into its decaying current (c_decay > 0) has no exact "
                 "Loihi 2 form (its bias enters v); allowed: bias-free synapses without BatchNorm, or c_decay = 0")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .neurons import NeuronConfig, loihi_cuba, make_neuron
+from .neurons import NeuronConfig, make_neuron
 
 Act = Callable[[], nn.Module]
 
@@ -41,7 +41,6 @@ class Net(nn.Module):
             from spikingjelly.activation_based import functional
 
             functional.set_step_mode(self, "m")
-            loihi_cuba(self.body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spiking:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import ModelError
-from .neurons import NeuronConfig
+from .neurons import NeuronConfig, loihi_cuba
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def create_model(
     if spec.spiking:
         cfg = neuron if isinstance(neuron, NeuronConfig) else NeuronConfig.from_dict(neuron)
         model = spec.factory(num_classes=num_classes, in_channels=in_channels, neuron=cfg)
+        if cfg.kind == "cuba":
+            loihi_cuba(model)
     else:
         model = spec.factory(num_classes=num_classes, in_channels=in_channels)
     model.model_name = name

@@ -168,6 +168,10 @@ def build_plan(model: nn.Module, input_shape: tuple[int, ...]) -> Plan:
                                     "that reads the input)")
     pops = []
     for p in walker.populations:
+        if p.neuron.kind == "cuba":
+            raise UnsupportedLayerError(
+                f"{p.name}: quantization-aware training runs LIF and IF neurons only, not CUBALIFNode; export the float "
+                "model instead (post-training quantization maps its current decay exactly)")
         if p.neuron.kind != "readout" and p.neuron.v_reset is None:
             raise UnsupportedLayerError(
                 f"{p.name}: quantization-aware training deploys Loihi's reset to 0; this neuron has a soft reset "

@@ -72,7 +72,8 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
         else:
             n = p.neuron
             nodes[target] = neuron_node(n.kind, p.shape, tau=n.tau, v_threshold=n.v_threshold, decay_input=n.decay_input,
-                                        v_reset=0.0 if n.v_reset is None else n.v_reset, dt=graph.dt)
+                                        v_reset=0.0 if n.v_reset is None else n.v_reset, dt=graph.dt,
+                                        tau_syn=n.tau_syn)
         incoming = graph.incoming(p.name)
         carrier = next((i for i, s in enumerate(incoming) if not _unit_scale(s)), 0)
         for i, s in enumerate(incoming):

@@ -41,6 +41,7 @@ def module_types() -> dict[str, tuple[type, ...]]:
         "identity": (nn.Identity, nn.Dropout),
         "lif": (neuron.LIFNode,),
         "if": (neuron.IFNode,),
+        "cuba": (neuron.CUBALIFNode,),
     }
 
 
@@ -104,7 +105,7 @@ def _unit_problem(m: nn.Module, accept_reset_approximation: bool) -> str | None:
         return "ceil_mode, divisor_override or padding without count_include_pad"
     if role == "bn" and (m.running_mean is None or m.running_var is None):
         return "BatchNorm without running statistics cannot be folded"
-    if role in ("lif", "if") and m.v_reset is None and not accept_reset_approximation:
+    if role in ("lif", "if", "cuba") and m.v_reset is None and not accept_reset_approximation:
         return (
             "soft reset (v -= v_threshold) is not expressible in NIR; train with a hard reset "
             "(neuron.reset = hard) or pass accept_reset_approximation=True to export it as a hard reset to 0"
@@ -160,8 +161,8 @@ def check_exportable(model: nn.Module, accept_reset_approximation: bool = False)
         problems += _graph_problems(gm)
     except UnsupportedLayerError as e:  # report it with the module problems, not instead of them
         problems.append(str(e))
-    if not any(role_of(m) in ("lif", "if") for _, m in found):
-        problems.append("no spiking neurons (LIFNode/IFNode): float NIR export is for spiking models")
+    if not any(role_of(m) in ("lif", "if", "cuba") for _, m in found):
+        problems.append("no spiking neurons (LIFNode/IFNode/CUBALIFNode): float NIR export is for spiking models")
     if problems:
         raise UnsupportedLayerError(
             f"cannot export {getattr(model, 'model_name', type(model).__name__)} to NIR: "

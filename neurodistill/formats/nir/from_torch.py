@@ -45,6 +45,7 @@ class _Mapper:
         fns = {
             "conv": self.conv, "linear": self.linear, "flatten": self.flatten, "avgpool": self.avgpool,
             "adaptive": self.adaptive, "lif": self.lif, "if": self.if_,
+            "cuba": self.cuba,
         }
         return {t: fns[role] for role, ts in module_types().items() if role in fns for t in ts}
 
@@ -101,6 +102,11 @@ class _Mapper:
     def lif(self, m: nn.Module) -> nir.LIF:
         return neuron_node("lif", self.shape(m), tau=float(m.tau), v_threshold=float(m.v_threshold),
                            v_reset=self._reset(m), decay_input=bool(m.decay_input), dt=self.dt)
+
+    def cuba(self, m: nn.Module) -> nir.CubaLIF:
+        # spikingjelly's CUBALIFNode: decay factors d as time constants 1/(1 - d) steps
+        return neuron_node("cuba", self.shape(m), tau=1.0 / (1.0 - float(m.v_decay)), v_threshold=float(m.v_threshold),
+                           v_reset=self._reset(m), decay_input=False, dt=self.dt, tau_syn=1.0 / (1.0 - float(m.c_decay)))
 
     def if_(self, m: nn.Module) -> nir.IF:
         return neuron_node("if", self.shape(m), tau=None, v_threshold=float(m.v_threshold), v_reset=self._reset(m),
