@@ -19,6 +19,7 @@ from torch import nn
 
 from ...core.graph import as_pair
 from ...errors import UnsupportedLayerError
+from .cuba import cuba_module
 from .exportable import spikingjelly_parts
 from .file import one_int, read_nir_file
 
@@ -55,6 +56,7 @@ class _NodeMap:
         return {
             nir.Conv2d: self.conv, nir.Affine: self.affine, nir.Linear: self.linear, nir.Flatten: self.flatten,
             nir.AvgPool2d: self.avgpool, nir.LIF: self.lif, nir.IF: self.if_, nir.Scale: self.scale,
+            nir.CubaLIF: lambda n: cuba_module(n, self.dt),
         }
 
     def scale(self, n: nir.Scale) -> nn.Module:

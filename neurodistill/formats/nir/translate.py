@@ -36,6 +36,7 @@ import numpy as np
 
 from ...errors import ConfigError, UnsupportedLayerError
 from ...io.limits import MAX_TIMESTEPS, check_range
+from .cuba import read_cuba
 
 # producer -> (seconds per step its exporter assumes, discretization, how it writes tau)
 SOURCES: dict[str, tuple[float | None, str]] = {
@@ -46,7 +47,7 @@ SOURCES: dict[str, tuple[float | None, str]] = {
     "sinabs": (1.0, "exact"),
 }
 PASS_THROUGH = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.Flatten, nir.AvgPool2d)
-ALLOWED = "Input, Output, Conv2d, Affine, Linear, Flatten, AvgPool2d, LIF, IF, CubaLIF with tau_syn = dt"
+ALLOWED = "Input, Output, Conv2d, Affine, Linear, Flatten, AvgPool2d, LIF, IF, CubaLIF"
 CLASSIFIERS = (nir.Affine, nir.Linear, nir.Conv2d)
 REL = 1e-5  # exporters write float32: tau*(1 - beta) and r*dt/tau are 1 to about 1e-7
 
@@ -197,10 +198,7 @@ class _Reader:
             if self.source == "norse":
                 tau_syn = tau_syn / self.dt
             if not math.isclose(tau_syn, self.dt, rel_tol=REL):
-                raise UnsupportedLayerError(
-                    f"{_node_line(name, node)}: synaptic current time constant tau_syn = {tau_syn:g} s "
-                    f"({tau_syn / self.dt:g} steps); neurodistill's Loihi populations have no current memory "
-                    f"(iDecay = 4096): tau_syn must equal dt = {self.dt:g} s")
+                return read_cuba(name, node, self.source, self.dt)  # a decaying current: CUBALIFNode
             # tau_syn = dt: the current is w_in*I each step, a LIF with input gain r*w_in
             r = _uniform(name, node, "r") * _uniform(name, node, "w_in")
             return self.lif(name, node, _uniform(name, node, "tau_mem"), r)
