@@ -112,6 +112,37 @@ def test_a_trained_scale_that_would_wrap_is_one_warning_and_a_manifest_note(tmp_
     assert m["range_safety"]["warnings"] == lines
 
 
+def wide_conv_net() -> Net:
+    """64 always-firing channels into a 3x3 conv of equal positive weights: fan-in 576 inside the border."""
+    body = nn.Sequential(layer.Conv2d(2, 64, 1), neuron.LIFNode(tau=2.0, v_threshold=0.5),
+                         layer.Conv2d(64, 4, 3, padding=1), neuron.IFNode(v_threshold=1.0),
+                         layer.Flatten(1), layer.Linear(4 * 25, 3))
+    with torch.no_grad():
+        body[0].weight.zero_()
+        body[0].bias.fill_(1.0)
+        body[2].weight.fill_(254 / 256)
+        body[2].bias.zero_()
+    return Net(body, spiking=True).eval()
+
+
+def test_a_conv_that_would_wrap_fires_after_export(tmp_path):
+    T, shape = 4, (2, 5, 5)
+    m, x = _export(wide_conv_net(), shape, tmp_path, T)
+    r = _rec(m, "body.3")
+    # 576 254 64 = 9,363,456 wraps to -7,413,760 at scale 256; at 128: 576 128 64 = 4,718,592
+    assert (r["bound_before"], r["bound"], r["scale"]) == (9_363_456, 4_718_592, 128)
+    g0 = capture(wide_conv_net(), shape, timesteps=T)
+    quantize_graph(g0, 8, float(np.abs(encoding_current(g0, x.numpy())).max()))
+    before = run_populations(g0, T + g0.latency_steps, len(x), bias=_biases(g0, _bias(g0, x)), staggered_reset=True)
+    g = read_graph(tmp_path / "b" / "deploy.h5")
+    after = run_populations(g, T + g.latency_steps, len(x), bias=_biases(g, _bias(g, x)), staggered_reset=True)
+    # the input channels all fire together, so an inner neuron gets 576 weights of 254/256 at once, a
+    # corner 256: in float both cross the threshold of 1
+    inner = before["spikes"]["body.3"][:, :, :, 1:4, 1:4]
+    assert not inner.any() and before["spikes"]["body.3"].any()  # the wrapped sum is negative
+    assert after["spikes"]["body.3"][:, :, :, 1:4, 1:4].any(0).all()  # every inner neuron of every sample
+
+
 def firing_readout_net() -> Net:
     """Every hidden neuron fires at every step; class 0's readout weights are all positive."""
     torch.manual_seed(0)
