@@ -66,7 +66,7 @@ class PopulationRange:
 
     @property
     def fits(self) -> bool:
-        return self.accumulation < UV_MAX and self.u <= UV_MAX and (self.v is None or self.v <= READOUT_LIMIT)
+        return self.accumulation < UV_MAX and self.u < UV_MAX and (self.v is None or self.v <= READOUT_LIMIT)
 
 
 def population_range(name: str, weights: list[tuple[str, np.ndarray]], bias_mant, i_decay: int,
