@@ -30,6 +30,14 @@ N_CALIB = 48
 N_LAVA = 3
 
 
+# snnTorch's and sinabs' files do not record the reset; every test network here resets to zero
+SOURCE_RESET = {"snntorch": "zero", "sinabs": "zero"}
+
+
+def reset_args(producer: str) -> tuple[str, ...]:
+    return ("--source-reset", SOURCE_RESET[producer]) if producer in SOURCE_RESET else ()
+
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -49,12 +57,13 @@ def spiking_weights(conv: torch.nn.Conv2d, lin: torch.nn.Module, seed: int, gain
         lin.bias.copy_(torch.randn(lin.bias.shape, generator=g) * 0.1)
 
 
-def our_run(nir_file: Path, producer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """neurodistill's reading of the file on `x` repeated T times: (LIF spikes (T, B, ...), outputs (T, B, K))."""
-    from spikingjelly.activation_based import neuron
+def our_run(nir_file: Path, producer: str, x: torch.Tensor, neuron: str = "LIFNode") -> tuple[torch.Tensor, torch.Tensor]:
+    """neurodistill's reading of the file on `x` repeated T times: (the one spikingjelly `neuron`'s spikes
+    (T, B, ...), outputs (T, B, K))."""
+    from spikingjelly.activation_based import neuron as sj_neuron
 
-    model, _ = nir_source_module(nir_file, producer)
-    lifs = [m for m in model.modules() if isinstance(m, neuron.LIFNode)]
+    model, _ = nir_source_module(nir_file, producer, source_reset=SOURCE_RESET.get(producer))
+    lifs = [m for m in model.modules() if type(m) is getattr(sj_neuron, neuron)]
     assert len(lifs) == 1
     seen = []
     h = lifs[0].register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
@@ -65,9 +74,9 @@ def our_run(nir_file: Path, producer: str, x: torch.Tensor) -> tuple[torch.Tenso
 
 
 def check_against_framework(nir_file: Path, producer: str, x: torch.Tensor, spikes: torch.Tensor,
-                            outputs: torch.Tensor) -> None:
+                            outputs: torch.Tensor, neuron: str = "LIFNode") -> None:
     """The framework's own spikes (T, B, ...) and classifier outputs (T, B, K) equal neurodistill's reading."""
-    ours_s, ours_o = our_run(nir_file, producer, x)
+    ours_s, ours_o = our_run(nir_file, producer, x, neuron)
     assert spikes.sum() > 0.02 * spikes.numel(), "the test network must fire"
     assert spikes.mean() < 0.9
     assert int((ours_s.reshape(spikes.shape) != spikes).sum()) == 0
@@ -79,7 +88,7 @@ def deploy_and_compare(nir_file: Path, producer: str, framework_acc: float, tmp_
     """`export --target loihi2` from the file; manifest float accuracy = the framework's; Lava = fxp, spike for spike."""
     bundle = tmp_path / "bundle"
     res = invoke("export", nir_file, "--from", producer, "--target", "loihi2", "--timesteps", T,
-                 "--calib", N_CALIB, "--out", bundle, *extra)
+                 "--calib", N_CALIB, "--out", bundle, *reset_args(producer), *extra)
     assert res.exit_code == 0, res.output
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["nir_in"]["exporter"] == producer and m["calibration_samples"] == N_CALIB
@@ -158,7 +167,8 @@ def test_nir_and_onnx_targets_from_a_foreign_file_compute_what_it_says(tmp_path)
         ref = torch.stack([net(x) for _ in range(T)])
     xs = x.unsqueeze(0).expand(T, *x.shape).contiguous()
     for target in ("nir", "onnx"):
-        res = invoke("export", path, "--from", "snntorch", "--timesteps", T, "--target", target, "--out", tmp_path / target)
+        res = invoke("export", path, "--from", "snntorch", "--source-reset", "zero", "--timesteps", T, "--target", target,
+                     "--out", tmp_path / target)
         assert res.exit_code == 0, res.output
     back = from_nir_to_torch(tmp_path / "nir" / "network.nir")
     assert back.dt == 1.0 and int(back_meta(tmp_path / "nir" / "network.nir")["timesteps"]) == T

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from .test_nir_in_common import digits, invoke
+from .test_nir_in_common import digits, invoke, reset_args
 
 
-def _refused(path, producer, tmp_path, *words, extra=()):
+def _refused(path, producer, tmp_path, *words, extra=(), reset=True):
     out = tmp_path / "bundle"
-    res = invoke("export", path, "--from", producer, "--timesteps", 4, "--out", out, *extra)
+    given = reset_args(producer) if reset and "--source-reset" not in extra else ()
+    res = invoke("export", path, "--from", producer, "--timesteps", 4, "--out", out, *given, *extra)
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
     for w in words:
@@ -85,12 +86,50 @@ def test_an_unsupported_node_type_is_refused(tmp_path):
     import sinabs.layers as sl
     from sinabs.nir import to_nir
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), sl.SumPool2d(2), torch.nn.Flatten(),
-                              torch.nn.Linear(64, 10))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), sl.ExpLeak(tau_mem=torch.full((4, 8, 8), 4.0)),
+                              torch.nn.Flatten(), torch.nn.Linear(256, 10))
     g = to_nir(net, torch.zeros(1, 1, 8, 8))
     g.infer_types()
     nir.write(tmp_path / "g.nir", g)
-    _refused(tmp_path / "g.nir", "sinabs", tmp_path, "(SumPool2d)", "not supported", "allowed: Input")
+    _refused(tmp_path / "g.nir", "sinabs", tmp_path, "(LI)", "not supported", "allowed: Input")
+
+
+@pytest.mark.parametrize("producer", ["snntorch", "sinabs"])
+def test_a_reset_the_file_does_not_record_must_be_named_and_subtract_is_refused(producer, tmp_path):
+    from .test_nir_in_sinabs import lif_net
+    from .test_nir_in_sinabs import write as write_sinabs
+    from .test_nir_in_snntorch import leaky_net
+    from .test_nir_in_snntorch import write as write_snntorch
+
+    path = (write_snntorch(leaky_net(), tmp_path / "g.nir") if producer == "snntorch"
+            else write_sinabs(lif_net(1), tmp_path / "g.nir"))
+    _refused(path, producer, tmp_path, "does not record", "--source-reset zero|subtract", reset=False)
+    _refused(path, producer, tmp_path, "--source-reset subtract", "Loihi 2", "allowed:",
+             extra=("--source-reset", "subtract"))
+
+
+def test_source_reset_is_refused_where_the_file_records_it(tmp_path):
+    from spikingjelly.activation_based import layer, neuron
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    net = torch.nn.Sequential(layer.Conv2d(1, 4, 3, padding=1, step_mode="m"), neuron.IFNode(step_mode="m"),
+                              layer.Flatten(step_mode="m"), layer.Linear(256, 10, step_mode="m"))
+    export_to_nir(net, torch.zeros(4, 1, 1, 8, 8), save_path=tmp_path / "g.nir")
+    _refused(tmp_path / "g.nir", "spikingjelly", tmp_path, "records v_reset", extra=("--source-reset", "zero"))
+
+
+def test_an_snntorch_synaptic_layer_with_reset_to_zero_is_refused(tmp_path):
+    import snntorch as snn
+
+    from .test_nir_in_snntorch import write
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1),
+                              snn.Synaptic(alpha=torch.zeros(4, 8, 8), beta=torch.full((4, 8, 8), 0.5),
+                                           threshold=torch.ones(4, 8, 8), init_hidden=True, reset_mechanism="zero"),
+                              torch.nn.Flatten(), torch.nn.Linear(256, 10))
+    path = write(net, tmp_path / "g.nir")
+    _refused(path, "snntorch", tmp_path, "'1' (CubaLIF)", "Synaptic", "that step's input included",
+             "allowed: Leaky")
 
 
 def test_a_spiking_output_layer_is_refused(tmp_path):

@@ -64,3 +64,36 @@ def test_sinabs_export_deploys_as_sinabs_runs_it(tmp_path):
     check_against_framework(path, "sinabs", x, spikes, outs)
     acc = float((outs.mean(0).argmax(-1) == y).float().mean())
     deploy_and_compare(path, "sinabs", acc, tmp_path, lava_python())
+
+
+def test_a_sinabs_sum_pool_deploys_as_sinabs_runs_it(tmp_path):
+    """nir.SumPool2d (sinabs' SumPool2d, torch's LPPool2d with p = 1) before the classifier: read as the
+    same sum pool, which the deployment folds into the classifier's weights."""
+    import sinabs.activation as sa
+    import sinabs.layers as sl
+
+    def net(batch_size: int):
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1),
+            sl.IAFSqueeze(batch_size=batch_size, spike_fn=sa.SingleSpike, reset_fn=sa.MembraneReset(),
+                          spike_threshold=torch.ones(4, 8, 8)),
+            sl.SumPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+
+    src = net(1)
+    spiking_weights(src[0], src[4], seed=6)
+    path = write(src, tmp_path / "sinabs.nir")
+    x, y = digits()
+    sim = net(len(x))
+    for i in (0, 4):
+        sim[i].load_state_dict(src[i].state_dict())
+    xs = x.unsqueeze(1).expand(len(x), T, *x.shape[1:]).reshape(len(x) * T, *x.shape[1:])
+    seen = []
+    h = sim[1].register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    with torch.no_grad():
+        outs = sim(xs)
+    h.remove()
+    to_tb = lambda a: a.reshape(len(x), T, *a.shape[1:]).transpose(0, 1)  # noqa: E731
+    spikes, outs = to_tb(seen[0]), to_tb(outs)
+    check_against_framework(path, "sinabs", x, spikes, outs, neuron="IFNode")
+    acc = float((outs.mean(0).argmax(-1) == y).float().mean())
+    deploy_and_compare(path, "sinabs", acc, tmp_path, None)

@@ -39,10 +39,13 @@ def _nir_consumers() -> list[str]:
 @click.option("--source-dt", type=float, default=None,
               help="MODEL.nir: seconds per step its exporter assumed [the exporter's default: snntorch and "
                    "spikingjelly 1e-4, norse 1e-3, sinabs 1 step, neurodistill the file's]")
+@click.option("--source-reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="MODEL.nir from snntorch or sinabs (required; norse: [zero]): the neurons' reset, which their "
+                   "exporters do not record; subtract is refused (Loihi resets to 0)")
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, timesteps: int | None, dt: float,
            accept_reset_approximation: bool, chips: int, consumer: str | None, producer: str | None,
-           source_dt: float | None, overwrite: bool) -> None:
+           source_dt: float | None, source_reset: str | None, overwrite: bool) -> None:
     """Export a trained checkpoint, or a NIR graph (MODEL.nir, from neurodistill, spikingjelly, snnTorch, Norse or
     sinabs), to a Loihi 2 bundle, a float NIR graph or ONNX models."""
     from ..export import bundle
@@ -55,10 +58,10 @@ def export(ckpt: str, target: str, out: str, calib: str, weight_bits: int, times
     _check_export_numbers(timesteps, dt, chips)
     if ck.suffix == ".nir":
         _export_nir_source(ck, dest, target, calib, weight_bits or 8, timesteps, dt, chips, producer, source_dt, consumer,
-                           accept_reset_approximation, overwrite)
+                           accept_reset_approximation, overwrite, source_reset)
         return
-    if producer is not None or source_dt is not None:
-        raise ConfigError(f"--from and --source-dt are for NIR files (MODEL.nir); {ckpt!r} is a checkpoint")
+    if producer is not None or source_dt is not None or source_reset is not None:
+        raise ConfigError(f"--from, --source-dt and --source-reset are for NIR files (MODEL.nir); {ckpt!r} is a checkpoint")
     calib = _calib_count(calib)
     if target == "loihi2":
         m = bundle.export_loihi2(ck, dest, calib=calib, weight_bits=weight_bits, timesteps=timesteps, dt=dt,
@@ -107,7 +110,7 @@ def _calib_count(text: str) -> int:
 
 def _export_nir_source(src: Path, dest: Path, target: str, calib: str, weight_bits: int, timesteps: int | None,
                        dt: float, chips: int, producer: str | None, source_dt: float | None, consumer: str | None,
-                       accept_reset_approximation: bool, overwrite: bool) -> None:
+                       accept_reset_approximation: bool, overwrite: bool, source_reset: str | None = None) -> None:
     from ..export import bundle
 
     if consumer is not None:
@@ -119,7 +122,7 @@ def _export_nir_source(src: Path, dest: Path, target: str, calib: str, weight_bi
     except ValueError:
         calib_arg = Path(calib)
     m = bundle.export_nir_source(src, dest, target=target, source=producer or "neurodistill", source_dt=source_dt,
-                                 calib=calib_arg, weight_bits=weight_bits, timesteps=timesteps, dt=dt,
+                                 source_reset=source_reset, calib=calib_arg, weight_bits=weight_bits, timesteps=timesteps, dt=dt,
                                  overwrite=overwrite, chips=chips)
     origin = f"NIR from {m['nir_in']['exporter']} (dt {m['nir_in']['source_dt']:g} s per step)"
     if target == "loihi2":

@@ -19,12 +19,13 @@ from .output import prepare_out, write_dir
 DIGITS_SHAPE = (1, 8, 8)
 
 
-def nir_source_module(nir_path: Path, source: str, source_dt: float | None = None):
-    """(spikingjelly module, `formats.nir.translate.Translated`) of a NIR file written by `source`'s exporter."""
+def nir_source_module(nir_path: Path, source: str, source_dt: float | None = None, source_reset: str | None = None):
+    """(spikingjelly module, `formats.nir.translate.Translated`) of a NIR file written by `source`'s exporter;
+    `source_reset` (zero, subtract) where that exporter does not record the reset."""
     from ..formats.nir.to_torch import from_nir_to_torch
     from ..formats.nir.translate import translate
 
-    tr = translate(read_nir_file(nir_path), source, source_dt)
+    tr = translate(read_nir_file(nir_path), source, source_dt, source_reset)
     return from_nir_to_torch(tr.graph, dt=1.0), tr
 
 
@@ -36,26 +37,27 @@ def calib_from_file(path: Path, input_shape: tuple[int, ...]) -> tuple[torch.Ten
 
 
 def export_nir_source(nir_path: Path, out: Path, *, target: str, source: str, source_dt: float | None = None,
-                      calib: int | Path = 256, weight_bits: int = 8, timesteps: int | None = None,
+                      source_reset: str | None = None, calib: int | Path = 256, weight_bits: int = 8, timesteps: int | None = None,
                       dt: float = 1.0, overwrite: bool = False, chips: int = 1, limits: str = "loihi2") -> dict:
     """`neurodistill export MODEL.nir`: a NIR graph from `source`'s exporter (see `formats.nir.translate`) to `target`.
 
     Calibration and the manifest's accuracies: `calib` samples of digits' training split when the
     graph takes digits' (1, 8, 8), or the `x`, `y` of an .npz file.
     """
-    from ..formats.nir.translate import SOURCES, in_nir_terms
+    from ..formats.nir.translate import SOURCES, check_reset, in_nir_terms
 
     if source not in SOURCES:
         raise ConfigError(f"--from {source!r} is not known; choose one of {', '.join(SOURCES)}")
+    check_reset(source, source_reset)  # before anything is read or written
     if isinstance(calib, int) and calib < 1:
         raise ConfigError(f"--calib {calib} is not allowed; it must be >= 1 or an .npz file")
     prepare_out(out, overwrite)
-    model, tr = nir_source_module(nir_path, source, source_dt)
+    model, tr = nir_source_module(nir_path, source, source_dt, source_reset)
     T = timesteps or tr.timesteps
     if not T:
         raise ConfigError(f"NIR file {str(nir_path)!r} records no time-step count (NIR has none); pass --timesteps T")
     shape = tr.input_shape
-    nir_in = {"exporter": source, "source_dt": tr.dt, "nodes": tr.notes}
+    nir_in = {"exporter": source, "source_dt": tr.dt, "reset": tr.graph.metadata["source_reset"], "nodes": tr.notes}
     if target == "nir":
         return _nir_source_as_nir(nir_path, out, tr, T, overwrite, nir_in)
     if target == "onnx":

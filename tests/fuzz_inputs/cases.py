@@ -1090,6 +1090,8 @@ def _nir_command(env: CaseEnv, producer: str, target: str, mutate) -> Command:
         argv += ["--calib", "16"]
     if producer != "neurodistill":
         argv += ["--timesteps", "4"]
+    if producer in ("snntorch", "sinabs"):  # their files do not record the reset; the fixture nets reset to zero
+        argv += ["--source-reset", "zero"]
     return Command(argv + ["--out", "out"], f"{producer}: {what}", "out", f"export-{target}")
 
 

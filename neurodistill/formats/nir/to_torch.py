@@ -46,6 +46,20 @@ class _Scale(nn.Module):
         return x * self.scale
 
 
+class SumPool2d(nn.LPPool2d):
+    """nir.SumPool2d as sinabs computes it (its SumPool2d is torch's LPPool2d with p = 1), on `(T, B, C, H, W)`
+    or, once `capture` sets single steps, `(B, C, H, W)`: an LPPool2d, so `capture` folds it as a sum pool."""
+
+    def __init__(self, kernel_size: tuple[int, int], stride: tuple[int, int]) -> None:
+        super().__init__(1, kernel_size, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:
+            y = super().forward(x.flatten(0, 1))
+            return y.reshape(*x.shape[:2], *y.shape[1:])
+        return super().forward(x)
+
+
 class _NodeMap:
     """NIR node -> multi-step spikingjelly module (the inverse of `_Mapper`, for a given dt)."""
 
@@ -57,6 +71,7 @@ class _NodeMap:
             nir.Conv2d: self.conv, nir.Affine: self.affine, nir.Linear: self.linear, nir.Flatten: self.flatten,
             nir.AvgPool2d: self.avgpool, nir.LIF: self.lif, nir.IF: self.if_, nir.Scale: self.scale,
             nir.CubaLIF: lambda n: cuba_module(n, self.dt),
+            nir.SumPool2d: lambda n: SumPool2d(as_pair(n.kernel_size), as_pair(n.stride)),
         }
 
     def scale(self, n: nir.Scale) -> nn.Module:

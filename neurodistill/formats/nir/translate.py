@@ -23,6 +23,17 @@ and its own discretization. What each one writes (read in its installed source):
 
 A neuron becomes a spikingjelly LIFNode when its per-step update `v <- a*v + g*I` has
 `g = 1 - a` (decay_input) or `g = 1`; `tau_sj = 1/(1 - a)`.
+
+Firing rule (`FIRES_ABOVE`, read in each framework's source): snnTorch (`spike_grad(mem - threshold)`,
+`> 0`) and Norse (`heaviside`: `torch.gt(x, 0)`) fire on `v > threshold`; spikingjelly (`>= 0`) and
+sinabs (`SingleSpike`: `v - threshold >= 0`) on `>=`. The rebuilt neuron is spikingjelly's (`>=`), so a
+strict threshold is read as the next float32 above it: the frameworks compare float32 states, where
+`v >= next(th)` is exactly `v > th`, and the deployment's mapping then lands on Loihi's strict `>` at the
+same integer (docs/export.md, "NIR in"). That threshold is the one home of the rule downstream.
+
+Reset (`--source-reset`): snnTorch's and sinabs' exporters write `v_reset = 0` whatever reset the
+network used, and both frameworks default to subtracting the threshold; the file cannot say which,
+so for them the user says it. Reset by subtraction is refused: Loihi 2's CUBA neuron sets v to 0.
 """
 
 from __future__ import annotations
@@ -47,7 +58,17 @@ SOURCES: dict[str, tuple[float | None, str]] = {
     "sinabs": (1.0, "exact"),
 }
 PASS_THROUGH = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.Linear, nir.Flatten, nir.AvgPool2d)
-ALLOWED = "Input, Output, Conv2d, Affine, Linear, Flatten, AvgPool2d, LIF, IF, CubaLIF"
+ALLOWED = ("Input, Output, Conv2d, Affine, Linear, Flatten, AvgPool2d, SumPool2d (no padding), LIF, IF, "
+           "CubaLIF")
+FIRES_ABOVE = {"neurodistill": False, "spikingjelly": False, "snntorch": True, "norse": True, "sinabs": False}
+RESETS = ("zero", "subtract")
+# producer -> the reset its framework uses by default, which its exporter does not write (None: it does,
+# or the default is the file's reset to v_reset)
+UNRECORDED_RESET = {
+    "snntorch": "snnTorch's default reset_mechanism='subtract'",
+    "sinabs": "sinabs' default MembraneSubtract with MultiSpike",
+    "norse": None,
+}
 CLASSIFIERS = (nir.Affine, nir.Linear, nir.Conv2d)
 REL = 1e-5  # exporters write float32: tau*(1 - beta) and r*dt/tau are 1 to about 1e-7
 
@@ -140,10 +161,19 @@ def _cycle_edge(graph: nir.NIRGraph) -> tuple[str, str] | None:
     return None
 
 
+def strict_threshold(v_th: float) -> float:
+    """The threshold a `>=` neuron needs to fire exactly where a float32 `v > v_th` does."""
+    return float(np.nextafter(np.float32(v_th), np.float32(np.inf)))
+
+
 class _Reader:
     def __init__(self, source: str, dt: float) -> None:
         self.source, self.dt = source, dt
         self.discretization = SOURCES[source][1]
+
+    def threshold(self, name: str, node: Any) -> float:
+        v_th = _uniform(name, node, "v_threshold")
+        return strict_threshold(v_th) if FIRES_ABOVE[self.source] else v_th
 
     def step(self, name: str, node: Any, tau: float, r: float) -> tuple[float, float]:
         """(a, g) of the per-step update v <- a*v + g*I + (1 - a)*v_leak."""
@@ -160,7 +190,7 @@ class _Reader:
         return 1.0 - x, x * r
 
     def lif(self, name: str, node: Any, tau: float, r: float) -> nir.LIF:
-        v_th = _uniform(name, node, "v_threshold")
+        v_th = self.threshold(name, node)
         v_reset = _uniform(name, node, "v_reset")
         v_leak = _uniform(name, node, "v_leak")
         a, g = self.step(name, node, tau, r)
@@ -193,25 +223,46 @@ class _Reader:
             return node
         if isinstance(node, nir.LIF):
             return self.lif(name, node, _uniform(name, node, "tau"), _uniform(name, node, "r"))
+        if isinstance(node, nir.SumPool2d):
+            return _sum_pool(name, node)
         if isinstance(node, nir.CubaLIF):
+            if self.source == "snntorch":
+                # Synaptic's reset 'zero' clears the whole next membrane, that step's input included (a
+                # refractory step); 'subtract' is refused for every snnTorch neuron
+                raise UnsupportedLayerError(
+                    f"{_node_line(name, node)}: snnTorch's Synaptic with reset_mechanism='zero' sets the membrane "
+                    f"to 0 on the step after a spike, that step's input included, which Loihi 2's CUBA neuron "
+                    f"does not do; allowed: Leaky with reset_mechanism='zero'")
             tau_syn = _uniform(name, node, "tau_syn")
             if self.source == "norse":
                 tau_syn = tau_syn / self.dt
             if not math.isclose(tau_syn, self.dt, rel_tol=REL):
-                return read_cuba(name, node, self.source, self.dt)  # a decaying current: CUBALIFNode
+                cuba = read_cuba(name, node, self.source, self.dt)  # a decaying current: CUBALIFNode
+                if FIRES_ABOVE[self.source]:  # Norse's LIFCell: `>` on its own v, here v/g against v_threshold/g
+                    cuba.v_threshold = _like(cuba, strict_threshold(_uniform(name, cuba, "v_threshold")))
+                return cuba
             # tau_syn = dt: the current is w_in*I each step, a LIF with input gain r*w_in
             r = _uniform(name, node, "r") * _uniform(name, node, "w_in")
             return self.lif(name, node, _uniform(name, node, "tau_mem"), r)
         if isinstance(node, nir.IF):
-            g = _uniform(name, node, "r") * self.dt
+            # Norse's IAF adds its input unscaled whatever dt, and its exporter writes r = 1
+            g = _uniform(name, node, "r") * (1.0 if self.source == "norse" else self.dt)
             if not math.isclose(g, 1.0, rel_tol=REL):
                 raise UnsupportedLayerError(
                     f"{_node_line(name, node)}: r*dt = {g:g} per step; spikingjelly/Loihi IF adds its input "
                     f"unscaled (r = 1/dt = {1 / self.dt:g})")
-            th, vr = _uniform(name, node, "v_threshold"), _uniform(name, node, "v_reset")
+            th, vr = self.threshold(name, node), _uniform(name, node, "v_reset")
             return nir.IF(r=_like(node, 1.0), v_threshold=_like(node, th), v_reset=_like(node, vr))
         what = "synaptic delays" if type(node).__name__ == "Delay" else "this node type"
         raise UnsupportedLayerError(f"{_node_line(name, node)}: {what} is not supported; allowed: {ALLOWED}")
+
+
+def _sum_pool(name: str, node: nir.SumPool2d) -> nir.SumPool2d:
+    """sinabs' SumPool2d is torch's LPPool2d with p = 1, which has no padding."""
+    if np.any(np.asarray(node.padding)):
+        raise UnsupportedLayerError(f"{_node_line(name, node)}: padding {np.asarray(node.padding).tolist()} is not "
+                                    f"supported; allowed: a sum pool without padding (sinabs' SumPool2d)")
+    return node
 
 
 def _input_shape(graph: nir.NIRGraph) -> tuple[int, ...]:
@@ -259,10 +310,35 @@ def _conv_readout_as_affine(nodes: dict[str, Any], edges: list[tuple[str, str]])
     return edges
 
 
-def translate(graph: nir.NIRGraph, source: str, dt: float | None = None) -> Translated:
-    """`graph` as written by `source`'s exporter -> the canonical graph (dt = one step)."""
+def check_reset(source: str, reset: str | None) -> str:
+    """The reset the network used: the file's own, or `reset` (--source-reset) where the file cannot say."""
+    if reset is not None and reset not in RESETS:
+        raise ConfigError(f"--source-reset {reset!r} is not known; choose one of {', '.join(RESETS)}")
+    if source not in UNRECORDED_RESET:
+        if reset is not None:
+            raise ConfigError(f"--source-reset is for files that do not record their reset ({', '.join(UNRECORDED_RESET)}); "
+                              f"a {source} file records v_reset")
+        return "the file's v_reset"
+    if reset is None:
+        if UNRECORDED_RESET[source] is not None:
+            raise ConfigError(f"a {source} NIR file does not record the neurons' reset (its exporter writes v_reset = 0 "
+                              f"also for {UNRECORDED_RESET[source]}); say which the network used: "
+                              f"--source-reset {'|'.join(RESETS)}")
+        return "zero"
+    if reset == "subtract":
+        raise UnsupportedLayerError(
+            "--source-reset subtract: reset by subtracting the threshold is not supported (Loihi 2's CUBA neuron sets "
+            "v to 0 after a spike, and NIR has no such reset); allowed: a network trained with reset to zero, "
+            "--source-reset zero")
+    return reset
+
+
+def translate(graph: nir.NIRGraph, source: str, dt: float | None = None, reset: str | None = None) -> Translated:
+    """`graph` as written by `source`'s exporter -> the canonical graph (dt = one step); `reset`: the
+    network's reset where the file does not record it (`check_reset`)."""
     if source not in SOURCES:
         raise ConfigError(f"--from {source!r} is not known; choose one of {', '.join(SOURCES)}")
+    reset = check_reset(source, reset)
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     timesteps = None
     if source == "neurodistill":
@@ -285,10 +361,13 @@ def translate(graph: nir.NIRGraph, source: str, dt: float | None = None) -> Tran
     reader = _Reader(source, dt)
     nodes = {k: reader.node(k, n) for k, n in graph.nodes.items()}
     _check_readout(graph)
+    rule = "fires on v > v_threshold (read as >= the next float32)" if FIRES_ABOVE[source] else "fires on v >= v_threshold"
     notes = {k: f"{type(graph.nodes[k]).__name__} -> {type(n).__name__}(tau_sj={float(np.ravel(n.tau)[0]):.6g}, "
-                f"{'decay_input' if float(np.ravel(n.r)[0]) == 1.0 else 'no decay_input'})"
+                f"{'decay_input' if float(np.ravel(n.r)[0]) == 1.0 else 'no decay_input'}); {rule}"
              for k, n in nodes.items() if isinstance(n, nir.LIF)}
+    notes.update({k: f"IF; {rule}" for k, n in nodes.items() if isinstance(n, nir.IF)})
     edges = _conv_readout_as_affine(nodes, list(graph.edges))
     out = nir.NIRGraph(nodes=nodes, edges=edges,
-                       metadata={"dt": 1.0, "time_unit": "step", "source_exporter": source, "source_dt": dt})
+                       metadata={"dt": 1.0, "time_unit": "step", "source_exporter": source, "source_dt": dt,
+                                 "source_reset": reset})
     return Translated(out, _input_shape(graph), timesteps, dt, notes)
