@@ -216,9 +216,6 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
     if cfg.neuron.kind == "cuba" and cfg.backprop == "rate":
         raise MethodError(f"{where}: backprop = rate supports LIF and IF neurons only, not neuron.kind = cuba; "
                           f"train cuba with backprop = bptt{' and a method other than esd' if cfg.method == 'esd' else ''}")
-    if cfg.neuron.kind == "cuba" and cfg.deploy:
-        raise MethodError(f"{where}: deploy = {cfg.deploy!r} (quantization-aware training) runs LIF and IF neurons only, not "
-                          "neuron.kind = cuba; train cuba without deploy and export it (post-training quantization)")
     if cfg.compile and (cfg.backprop == "rate" or cfg.deploy):
         raise ConfigError(f"{where}: compile = true is not allowed with {'deploy' if cfg.deploy else 'rate-based backprop'}, "
                           "which swaps the model's layer forwards at every step (torch.compile would recompile each time); "

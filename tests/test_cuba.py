@@ -70,8 +70,8 @@ def test_cuba_options_and_refusals():
     assert (cfg.neuron.kind, cfg.neuron.tau_syn) == ("cuba", 5.0)
     with pytest.raises(ConfigError, match="tau_syn = 0.5"):
         NeuronConfig(kind="cuba", tau_syn=0.5)
-    for values, what in (({"backprop": "rate"}, "backprop = rate"), ({"method": "esd"}, "backprop = rate"),
-                         ({"deploy": "loihi2"}, "quantization-aware")):
+    assert resolve({"neuron": {"kind": "cuba"}, "deploy": "loihi2"}, {}).deploy == "loihi2"  # QAT runs the decay
+    for values, what in (({"backprop": "rate"}, "backprop = rate"), ({"method": "esd"}, "backprop = rate")):
         with pytest.raises(MethodError, match=what) as e:
             resolve({"neuron": {"kind": "cuba"}, **values}, {})
         assert "\n" not in str(e.value)
@@ -289,3 +289,46 @@ def test_norse_lifcell_is_read_as_norse_computes_it(tmp_path):
     assert 0.01 < float(spikes.mean()) < 0.9
     assert int((ours_s.reshape(spikes.shape) != spikes).sum()) == 0
     torch.testing.assert_close(ours, outs, rtol=1e-5, atol=1e-5)
+
+
+# ---- quantization-aware training: the deployed forward has the current decay ------------------
+@pytest.mark.parametrize("which", ["hand-built", "snn_digits"])
+def test_qat_forward_has_every_spike_of_run_fxp(which):
+    """QAT's deployed forward (integer u with Loihi's truncating current decay, then v) spikes as
+    `run_fxp` on every population and step, and reads out its voltage; gradients reach the weights."""
+    from neurodistill.qat.deploy import deploy_graph
+    from neurodistill.qat.forward import Deployment
+
+    from .test_qat_forward import _qat_spikes
+
+    if which == "hand-built":
+        model, shape = cuba_net()
+        x = _x(shape, 24, 5)
+    else:
+        from neurodistill.data.digits import digits_arrays
+
+        torch.manual_seed(0)
+        model, shape = create_model("snn_digits", 10, 1, NeuronConfig(kind="cuba", tau_syn=4.0, v_threshold=0.3)), (1, 8, 8)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.weight.mul_(2.0)
+        x = digits_arrays()[0][:24]
+    import tests.test_qat_forward as tq
+
+    dep = Deployment.for_model(model, shape, 8, x)
+    graph = deploy_graph(dep, model, tq.T)
+    assert any(p.i_decay < 4096 for p in graph.populations)
+    bias, _ = encoding_bias(graph, encoding_current(graph, x.numpy()))
+    ref = run_fxp(graph, torch.as_tensor(bias), tq.T, record=True)
+    rec, z = _qat_spikes(model, dep, x)
+    for p in graph.populations[:-1]:
+        window = ref["spikes"][p.name][p.depth: p.depth + tq.T]
+        assert torch.equal(rec[p.name].bool(), window), (p.name, int((rec[p.name].bool() != window).sum()))
+        assert window.any(), p.name
+    v = (z.double().sum(0) * graph.readout.scale * 64).round().long()
+    assert torch.equal(v, ref["v_readout"])
+    with dep.active(model):
+        model(x.unsqueeze(0).repeat(tq.T, *([1] * x.dim()))).sum().backward()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0
+               for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))

@@ -1,5 +1,6 @@
 """Loihi's CUBA neuron in integer units of `v`, with the neuron's own surrogate gradient: the
-deployed forward of every LIF/IF population, and rate backprop's spike pass through it."""
+deployed forward of every LIF/IF/CUBALIFNode population (a CUBALIFNode's current decays in u as
+Lava's), and rate backprop's spike pass through it (LIF/IF)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from torch import nn
 
 from ..core.fxp import UV_MAX, wrap_u
 from ..core.quantize import DECAY_UNITY
+from ..errors import UnsupportedLayerError
 from .ste import ste
 from .values import PopValues
 
@@ -22,17 +24,37 @@ def neuron_forward(node: nn.Module, pv: PopValues, x: Tensor) -> Tensor:
 
 def run_cuba(node: nn.Module, pv: PopValues, x: Tensor, keep_u: bool = False):
     """Spikes `(T, ...)`, and with `keep_u` also the float membrane the surrogate saw at each step."""
-    s = pv.scale
-    cur = x.double() * s
+    cur = x.double() * pv.scale
     cur = ste(torch.round(cur), cur)  # a + B: integers already, up to float error
     a64 = (cur - pv.bias) * 64
+    if pv.i_decay != DECAY_UNITY:
+        return _run(node, pv, _decaying_current(a64, pv.i_decay) + pv.bias * 64, x, keep_u)
     lo, hi = torch.aminmax(a64.detach())
     if -float(lo) > UV_MAX or float(hi) > UV_MAX:
         a64 = ste(wrap_u(a64.detach()), a64)  # Lava's one-correction wrap of u
-    c = a64 + pv.bias * 64
+    return _run(node, pv, a64 + pv.bias * 64, x, keep_u)
+
+
+def _decaying_current(a64: Tensor, i_decay: int) -> Tensor:
+    """Loihi's u with current memory (CUBALIFNode): `u = trunc(u (4096 - iDecay) / 4096) + a << 6`, wrapped."""
+    f = (DECAY_UNITY - i_decay) / DECAY_UNITY
+    u = torch.zeros_like(a64[0])
+    out = []
+    for t in range(a64.shape[0]):
+        ud = u * f
+        u = ste(torch.trunc(ud.detach()), ud) + a64[t]
+        lo, hi = torch.aminmax(u.detach())
+        if -float(lo) >= UV_MAX or float(hi) > UV_MAX:
+            u = ste(wrap_u(u.detach()), u)
+        out.append(u)
+    return torch.stack(out)
+
+
+def _run(node: nn.Module, pv: PopValues, c: Tensor, x: Tensor, keep_u: bool):
+    """v's update, fire and reset on the current entering v each step, `c (T, ...)` (Loihi units)."""
     th = float(pv.v_th_mant << 6)
     f = (DECAY_UNITY - pv.v_decay) / DECAY_UNITY
-    norm = 64.0 * s * pv.tau_factor
+    norm = 64.0 * pv.scale * pv.tau_factor
     v = torch.zeros_like(c[0])
     out, us = [], []
     for t in range(c.shape[0]):
@@ -66,6 +88,9 @@ def record(node: nn.Module, pv: PopValues, x: Tensor) -> tuple[Tensor, Tensor, T
     """
     from ..models.rate_bp import surrogate_grad
 
+    if pv.i_decay != DECAY_UNITY:
+        raise UnsupportedLayerError("rate backprop's eligibility is derived for neurons without current memory; "
+                                    "a CUBALIFNode with c_decay > 0 trains with BPTT")
     spikes, u = run_cuba(node, pv, x, keep_u=True)
     lam = (DECAY_UNITY - pv.v_decay) / DECAY_UNITY
     T = x.shape[0]

@@ -20,7 +20,8 @@ from torch import fx, nn
 
 from ..core.capture import Current, Walker, walk
 from ..core.fold import pull_back
-from ..core.graph import INPUT, Neuron
+from ..core.graph import INPUT, DeployGraph, Neuron
+from ..core.loihi2 import check_cuba
 from ..errors import UnsupportedLayerError
 
 Tensor = torch.Tensor
@@ -141,6 +142,8 @@ def _pooled_windows(maps: list[nn.Module], in_shape: tuple[int, ...], out_featur
 def build_plan(model: nn.Module, input_shape: tuple[int, ...]) -> Plan:
     """The plan of a spiking model, or `UnsupportedLayerError` (capture's, or a QAT limit)."""
     walker = walk(model, tuple(input_shape), _PlanWalker)
+    # a CUBALIFNode that export refuses (a bias into a decaying current, ...) is refused before training
+    check_cuba(DeployGraph(tuple(input_shape), walker.populations, walker.synapses, walker.biases))
     terms: dict[str, TermPlan] = {}
     for s in walker.synapses:
         prov = walker.prov[s.name]
@@ -168,10 +171,6 @@ def build_plan(model: nn.Module, input_shape: tuple[int, ...]) -> Plan:
                                     "that reads the input)")
     pops = []
     for p in walker.populations:
-        if p.neuron.kind == "cuba":
-            raise UnsupportedLayerError(
-                f"{p.name}: quantization-aware training runs LIF and IF neurons only, not CUBALIFNode; export the float "
-                "model instead (post-training quantization maps its current decay exactly)")
         if p.neuron.kind != "readout" and p.neuron.v_reset is None:
             raise UnsupportedLayerError(
                 f"{p.name}: quantization-aware training deploys Loihi's reset to 0; this neuron has a soft reset "

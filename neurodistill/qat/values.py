@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ..core.graph import Population
-from ..core.loihi2 import population_scale, threshold_units, v_decay, v_th_mant
-from ..core.quantize import V_TH_MAX, weight_grid
+from ..core.loihi2 import i_decay, population_scale, threshold_units, v_decay, v_th_mant
+from ..core.quantize import DECAY_UNITY, V_TH_MAX, weight_grid
 from ..errors import UnsupportedLayerError
 from .plan import Plan, PopPlan, fold_bias, fold_weight
 from .ste import BIAS_HI, BIAS_LO, quantize_ste
@@ -28,6 +28,7 @@ class PopValues:
     v_th_mant: int
     tau_factor: float  # v_loihi = 64 s tau' V_float
     bias: Tensor  # mantissa, straight-through, float64, full shape (zeros for the encoding population)
+    i_decay: int = 4096  # CUBALIFNode's current decay (4096: no current memory)
 
 
 def as_population(p: PopPlan) -> Population:
@@ -79,8 +80,10 @@ def _pop_values(p: PopPlan, modules: dict[str, nn.Module], theta: float, scale: 
         bias = quantize_ste(fold_bias(p.bias_expr, modules, p.shape) * scale, 1, BIAS_LO, BIAS_HI)
     n = p.neuron
     tf = n.tau if (n.kind == "lif" and n.decay_input) else 1.0
-    vth = V_TH_MAX if n.kind == "readout" else v_th_mant(theta * scale, decay)
-    return PopValues(scale, decay, vth, tf, bias)
+    idecay = i_decay(as_population(p))
+    # as quantize_graph: a decaying current leaves v off the multiples of 64 like a v leak
+    vth = V_TH_MAX if n.kind == "readout" else v_th_mant(theta * scale, decay or DECAY_UNITY - idecay)
+    return PopValues(scale, decay, vth, tf, bias, idecay)
 
 
 def calibrate_encoding(model: nn.Module, input_shape: tuple[int, ...], weight_bits: int, x_calib: Tensor) -> float:
