@@ -24,11 +24,11 @@ def render(bundle: Path) -> str:
     if m["target"] != "loihi2":
         return "\n".join(head + [json.dumps({k: v for k, v in m.items() if k not in ("source", "source_sha256")}, indent=2)])
     res = {layer["name"]: layer for layer in m["resources"]["layers"]}
-    rows = [["layer", "kind", "shape", "depth", "scale", "vDecay", "vThMant", "bias range", "clip w", "clip b", "cores", "synapses"]]
+    rows = [["layer", "kind", "shape", "depth", "scale", "iDecay", "vDecay", "vThMant", "bias range", "clip w", "clip b", "cores", "synapses"]]
     for layer in m["layers"]:
         n, r = layer["neuron_loihi"], res[layer["name"]]
         rows.append([layer["name"], layer["kind"], "x".join(map(str, layer["shape"])), str(layer["depth"]),
-                     f"{layer['scale']:g}", str(n["vDecay"]), str(n["vThMant"]),
+                     f"{layer['scale']:g}", str(n["iDecay"]), str(n["vDecay"]), str(n["vThMant"]),
                      "host input" if layer["depth"] == 0 else f"{n['bias_mant_range'][0]}..{n['bias_mant_range'][1]}",
                      f"{layer['clipped_fraction']['weights']:.2%}", f"{layer['clipped_fraction']['bias']:.2%}",
                      str(r["cores"]), str(r["synapses"])])
