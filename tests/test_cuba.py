@@ -139,8 +139,6 @@ def test_what_has_no_exact_loihi_form_is_refused_in_one_line():
             quantized(Net(body, spiking=True).eval(), shape, 4)
         assert "\n" not in str(e.value)
 
-    refused(nn.Sequential(layer.Linear(4, 8), cuba(0.0, 0.5, 0.5), layer.Linear(8, 6), cuba(0.5, 0.5, 0.5),
-                          layer.Linear(6, 2)), (4,), "bias")
     refused(nn.Sequential(layer.Linear(4, 8), cuba(0.5, 0.5, 0.5), layer.Linear(8, 2)), (4,), "analog input")
     node = cuba(0.0, 0.5, 0.5)
     node.v_reset = 0.2
@@ -332,3 +330,56 @@ def test_qat_forward_has_every_spike_of_run_fxp(which):
         model(x.unsqueeze(0).repeat(tq.T, *([1] * x.dim()))).sum().backward()
     assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0
                for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+
+
+# ---- a bias into a decaying current: the bias source population ------------------------------
+def biased_cuba_net() -> tuple[Net, tuple[int, ...]]:
+    """`cuba_net` with BatchNorm and biases everywhere: shifts into the currents of depth 1 and 2."""
+    torch.manual_seed(0)
+    body = nn.Sequential(layer.Conv2d(2, 4, 3, padding=1), layer.BatchNorm2d(4), cuba(0.0, 0.5, 0.5),
+                         layer.Conv2d(4, 6, 3, stride=2, padding=1), layer.BatchNorm2d(6), cuba(0.75, 0.5, 0.8),
+                         layer.Flatten(1), layer.Linear(6 * 3 * 3, 16), cuba(0.6, 0.9, 0.6),
+                         layer.Linear(16, 3))
+    with torch.no_grad():
+        for bn in (body[1], body[4]):
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.2, 0.5)
+            bn.weight.uniform_(1.5, 3.0)
+            bn.bias.uniform_(-0.2, 0.3)
+        body[7].weight.mul_(3.0)
+        body[7].bias.uniform_(-0.3, 0.3)
+    return Net(body, spiking=True).eval(), (2, 6, 6)
+
+
+def test_a_bias_into_a_decaying_current_goes_through_a_source_that_fires_every_step():
+    from neurodistill.core.bias_source import SOURCE
+
+    model, shape = biased_cuba_net()
+    T = 6
+    graph = quantized(model, shape, T)
+    src = graph.population(SOURCE)
+    assert (src.depth, src.bias_mant.tolist(), src.v_th_mant, src.v_decay) == (0, [1], 0, 0)
+    into = {s.target: s for s in graph.synapses if s.source == SOURCE}
+    # path-matched: spikes of the source's step t reach a population of depth d at step t + d
+    assert {k: (s.delay, graph.population(k).depth) for k, s in into.items()} == {"body.5": (0, 1), "body.8": (1, 2)}
+    assert not any(np.any(graph.population(k).bias_mant) for k in into)
+    x = _x(shape, 16, 2)
+    xt = x.unsqueeze(0).expand(T, *x.shape).double()
+    fl = run_float(graph, xt, record=True)
+    with torch.no_grad():
+        torch.testing.assert_close(fl["logits"], model.double()(xt), rtol=1e-12, atol=1e-12)
+    bias, _ = encoding_bias(graph, encoding_current(graph, x.numpy()))
+    ours = run_fxp(graph, torch.as_tensor(bias), T)
+    assert bool(ours["spikes"][SOURCE].all())
+    for p in graph.populations[:-1]:
+        agree = float((ours["spikes"][p.name][p.depth:p.depth + T] == fl["spikes"][p.name].bool()).float().mean())
+        assert agree > 0.97, (p.name, agree)
+
+
+def test_qat_refuses_a_bias_into_a_decaying_current():
+    from neurodistill.qat.plan import build_plan
+
+    model, shape = biased_cuba_net()
+    with pytest.raises(UnsupportedLayerError, match="body.5: CUBALIFNode population with a synapse bias") as e:
+        build_plan(model, shape)
+    assert "\n" not in str(e.value)

@@ -18,14 +18,15 @@ from neurodistill.export.loihi2 import export_module_loihi2
 from neurodistill.formats.deploy_h5 import read_graph
 from neurodistill.sim.run import GRAPH_RUNNER, RUNNER, run_lava_script
 
-from .test_cuba import _x, cuba_net, norse_cuba_net, norse_run, write_norse
+from .test_cuba import _x, biased_cuba_net, cuba_net, norse_cuba_net, norse_run, write_norse
 
 pytestmark = pytest.mark.lava
 T = 6
 
 
-def lava_equals_fxp(bundle, x, lava_py) -> dict:
-    """Run the bundle's graph in both Lava runners and in fxp; assert equality; return counts."""
+def lava_equals_fxp(bundle, x, lava_py, chain: bool = True) -> dict:
+    """Run the bundle's graph in both Lava runners (`deploy.h5`'s only where it is no `chain`) and in
+    fxp; assert equality; return spike counts."""
     graph = read_graph(bundle / "deploy.h5")
     assert any(p.i_decay < 4096 for p in graph.populations), "the network must have a decaying current"
     bias, _ = encoding_bias(graph, encoding_current(graph, np.asarray(x)))
@@ -33,7 +34,9 @@ def lava_equals_fxp(bundle, x, lava_py) -> dict:
     steps = T + graph.latency_steps
     firing = [p for p in graph.populations if p.neuron.kind != "readout"]
     spikes = {}
-    for runner, source in ((RUNNER, bundle / "network.net"), (GRAPH_RUNNER, bundle / "deploy.h5")):
+    runners = ((RUNNER, bundle / "network.net"), (GRAPH_RUNNER, bundle / "deploy.h5"))
+    assert (bundle / "network.net").is_file() == chain
+    for runner, source in runners[0 if chain else 1:]:
         assert source.is_file()
         out = run_lava_script(runner, source, {"bias": bias, "steps": steps}, lava_py)
         for k, p in enumerate(firing):
@@ -51,6 +54,15 @@ def test_hand_built_cuba_chain_runs_in_lava_as_fxp(lava_py, tmp_path):
     x = _x(shape, 16)
     export_module_loihi2(model, shape, x, torch.randint(0, 3, (16,)), tmp_path / "b", timesteps=T)
     lava_equals_fxp(tmp_path / "b", x[:8].numpy(), lava_py)
+
+
+def test_biases_into_decaying_currents_run_in_lava_as_fxp(lava_py, tmp_path):
+    """BatchNorm shifts and biases through the bias source population: deploy.h5 only (not a chain)."""
+    model, shape = biased_cuba_net()
+    x = _x(shape, 16)
+    export_module_loihi2(model, shape, x, torch.randint(0, 3, (16,)), tmp_path / "b", timesteps=T)
+    spikes = lava_equals_fxp(tmp_path / "b", x[:8].numpy(), lava_py, chain=False)
+    assert spikes["bias_source"] == 8 * (T + 3)  # every step of every sample
 
 
 def test_train_neuron_cuba_exports_and_runs_in_lava_as_fxp(lava_py, tmp_path):

@@ -29,7 +29,7 @@ def neuron_step(n: Neuron, v: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tens
     For `cuba`, x is the synaptic current (`current_step`'s), and v leaks toward 0, not v_reset.
     """
     vr = 0.0 if n.v_reset is None else n.v_reset
-    if n.kind == "if":
+    if n.kind in ("if", "source"):  # source: input 1, threshold 1: a spike every step
         h = v + x
     elif n.kind == "cuba":
         h = v * (1 - 1 / n.tau) + x

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UnsupportedLayerError
+from .bias_source import SOURCE, add_bias_sources
 from .graph import DeployGraph, Population
 from .quantize import (
     BIAS_BITS,
@@ -67,12 +68,14 @@ def i_decay(p: Population) -> int:
     return round(DECAY_UNITY / p.neuron.tau_syn) if p.neuron.kind == "cuba" else DECAY_UNITY
 
 
-def check_cuba(graph: DeployGraph) -> None:
+def check_cuba(graph: DeployGraph, bias_sources: bool = True) -> None:
     """Refuse what a CUBALIFNode population with a current decay cannot run exactly on Loihi 2.
 
     Loihi adds a bias (and the host's encoding current, given as the encoding population's bias)
     to v every step; spikingjelly adds it to the decaying current, where it builds up as
-    b (1 - c_decay^t) / (1 - c_decay). CUBALIFNode's v leaks toward 0, so only a reset to 0 maps.
+    b (1 - c_decay^t) / (1 - c_decay): a synapse bias is exact through a bias source population
+    (`bias_source`; refused where `bias_sources` is False), the host's per-sample current is not.
+    CUBALIFNode's v leaks toward 0, so only a reset to 0 maps.
     """
     encoding = graph.encoding[0].target if graph.encoding else None
     for p in graph.populations:
@@ -90,7 +93,7 @@ def check_cuba(graph: DeployGraph) -> None:
             raise UnsupportedLayerError(
                 f"{where} fed by the analog input gets it as a bias into v on Loihi 2, which cannot "
                 "build up a decaying current; allowed there: c_decay = 0 (tau_syn = 1), LIFNode or IFNode")
-        if np.any(graph.biases[p.name] != 0):
+        if not bias_sources and np.any(graph.biases[p.name] != 0):
             raise UnsupportedLayerError(
                 f"{where} with a synapse bias (or BatchNorm shift) into its decaying current (c_decay > 0) has no exact "
                 "Loihi 2 form (its bias enters v); allowed: bias-free synapses without BatchNorm, or c_decay = 0")
@@ -138,15 +141,18 @@ def quantize_graph(
             "see the accuracy change in the manifest"
         )
     check_cuba(graph)
+    moved = add_bias_sources(graph)
     reports = []
     for p in graph.populations:
         chip_in = [s for s in graph.incoming(p.name) if not s.host]
-        is_encoding = not chip_in
+        is_encoding = not chip_in and p.neuron.kind != "source"
         decay = 0 if p.neuron.kind == "readout" else v_decay(p)
         theta = threshold_units(p) if p.neuron.kind != "readout" else 0.0
         bias = graph.biases[p.name]
         if scales is not None and p.name in scales:
             scale = float(scales[p.name])
+        elif p.neuron.kind == "source":
+            scale = 1.0  # bias 1, threshold 0: v = 64 > 0, a spike every step
         elif is_encoding:
             # the per-sample current (encoding output incl. its bias) becomes the bias mantissa
             peak = encoding_max if encoding_max is not None else float(np.abs(bias).max())
@@ -166,6 +172,8 @@ def quantize_graph(
         p.bias_mant = np.zeros(p.shape, np.int64) if is_encoding else b_int.reshape(p.shape)
         if p.neuron.v_reset is None and p.neuron.kind != "readout":
             notes.append("soft reset approximated by Loihi's reset to 0")
+        if p.name in moved:
+            notes.append(f"bias into the decaying current through {SOURCE}'s synapse (on the weight grid)")
         if p.neuron.kind != "readout" and p.v_th_mant == 0:
             notes.append("threshold quantized to 0: the population fires on any positive input")
         reports.append(LayerReport(p.name, scale, weight_bits, w_clip, 0.0 if is_encoding else b_clip,

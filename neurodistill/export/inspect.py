@@ -29,7 +29,7 @@ def render(bundle: Path) -> str:
         n, r = layer["neuron_loihi"], res[layer["name"]]
         rows.append([layer["name"], layer["kind"], "x".join(map(str, layer["shape"])), str(layer["depth"]),
                      f"{layer['scale']:g}", str(n["iDecay"]), str(n["vDecay"]), str(n["vThMant"]),
-                     "host input" if layer["depth"] == 0 else f"{n['bias_mant_range'][0]}..{n['bias_mant_range'][1]}",
+                     "host input" if layer["depth"] == 0 and layer["kind"] != "source" else f"{n['bias_mant_range'][0]}..{n['bias_mant_range'][1]}",
                      f"{layer['clipped_fraction']['weights']:.2%}", f"{layer['clipped_fraction']['bias']:.2%}",
                      str(r["cores"]), str(r["synapses"])])
     rr = m["resources"]

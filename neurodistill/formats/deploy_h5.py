@@ -178,7 +178,7 @@ def _groups(f: h5py.File, key: str, where: str) -> list[h5py.Group]:
     return out
 
 
-NEURON_KINDS = ("lif", "if", "cuba", "readout")
+NEURON_KINDS = ("lif", "if", "cuba", "source", "readout")
 NEURON_KEYS = ("kind", "tau", "decay_input", "v_threshold", "v_reset")
 
 
@@ -317,7 +317,7 @@ def check_graph(graph: DeployGraph, where: str) -> None:
         if p.name == enc:
             if p.depth != 0 or p.neuron.kind == "readout":
                 raise _bad(where, f"population {i} ({p.name})", "is the encoding population; allowed: depth 0, not a readout")
-        elif not graph.incoming(p.name):
+        elif not graph.incoming(p.name) and p.neuron.kind != "source":
             raise _bad(where, f"population {i} ({p.name})", "has no incoming synapse")
 
 

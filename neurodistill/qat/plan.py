@@ -143,7 +143,7 @@ def build_plan(model: nn.Module, input_shape: tuple[int, ...]) -> Plan:
     """The plan of a spiking model, or `UnsupportedLayerError` (capture's, or a QAT limit)."""
     walker = walk(model, tuple(input_shape), _PlanWalker)
     # a CUBALIFNode that export refuses (a bias into a decaying current, ...) is refused before training
-    check_cuba(DeployGraph(tuple(input_shape), walker.populations, walker.synapses, walker.biases))
+    check_cuba(DeployGraph(tuple(input_shape), walker.populations, walker.synapses, walker.biases), bias_sources=False)
     terms: dict[str, TermPlan] = {}
     for s in walker.synapses:
         prov = walker.prov[s.name]

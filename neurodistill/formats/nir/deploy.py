@@ -71,6 +71,9 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
             nodes[out_name] = nir.Output(output_type={"output": np.array(p.shape)})
         else:
             n = p.neuron
+            if n.kind == "source":
+                raise UnsupportedLayerError(f"{p.name}: a population that fires every step (a bias into a decaying "
+                                            "current) has no NIR node; the float NIR export holds the bias as it is")
             nodes[target] = neuron_node(n.kind, p.shape, tau=n.tau, v_threshold=n.v_threshold, decay_input=n.decay_input,
                                         v_reset=0.0 if n.v_reset is None else n.v_reset, dt=graph.dt,
                                         tau_syn=n.tau_syn)
