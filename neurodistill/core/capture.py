@@ -176,8 +176,16 @@ class Walker:
     def readout(self, node: fx.Node, x) -> None:
         if isinstance(x, Current):
             self.add_population("readout", tuple(x.bias.shape), Neuron("readout"), x)
+        elif (isinstance(x, Spikes) and not x.maps and self.populations and x.sources == [self.populations[-1].name]
+              and self.incoming_from_chip(x.sources[0])):
+            pass  # a spike readout: the last population fires and its spike counts are the output
         elif x is not UNKNOWN:
-            self.fail("output", "the model must end with a Linear or Conv2d classifier (read out as an integrating population)")
+            self.fail("output", "the model must end with a Linear or Conv2d classifier (read out as an integrating "
+                                "population) or with the spiking neuron that follows it (a spike-count readout)")
+
+    def incoming_from_chip(self, name: str) -> bool:
+        """Whether `name` is fed by another population: the output may not be the encoding population."""
+        return any(s.target == name and not s.host for s in self.synapses)
 
     def add_population(self, name: str, shape, neuron: Neuron, x: Current) -> None:
         srcs = {t.source for t in x.terms}
@@ -246,8 +254,9 @@ def walk(model: nn.Module, input_shape: tuple[int, ...], walker_cls: type[Walker
     if not walker.violations:
         if len({s.target for s in walker.synapses if s.host}) != 1:
             walker.fail("input", "exactly one population must read the analog input (the encoding layer)")
-        if walker.populations[-1].neuron.kind != "readout":
-            walker.fail("output", "the model must end with a Linear or Conv2d classifier")
+        last = walker.populations[-1] if walker.populations else None
+        if last is None or (last.neuron.kind != "readout" and not walker.incoming_from_chip(last.name)):
+            walker.fail("output", "the model must end with a Linear or Conv2d classifier, or the neuron that follows it")
     if walker.violations:
         n = len(walker.violations)
         raise UnsupportedLayerError(

@@ -53,7 +53,9 @@ def run_float(graph: DeployGraph, x: torch.Tensor, record: bool = False) -> dict
 
     Shape:
         x: `(T, B, C, H, W)` direct-encoded input; returns `logits (T, B, K)` (the readout's
-        input at each step) and, with `record`, `spikes[pop] (T, B, *shape)`.
+        input at each step; with a spike readout, the output population's spikes, whose
+        time-mean is the model's output) and, with `record`, `spikes[pop] (T, B, *shape)` of every
+        firing population (a spike readout's output included).
     """
     T, B = x.shape[:2]
     dt = x.dtype
@@ -63,7 +65,7 @@ def run_float(graph: DeployGraph, x: torch.Tensor, record: bool = False) -> dict
     v = {p.name: torch.full((B, *p.shape), 0.0 if p.neuron.v_reset is None else p.neuron.v_reset, dtype=dt,
                             device=dev) for p in graph.populations}
     c = {p.name: torch.zeros((B, *p.shape), dtype=dt, device=dev) for p in graph.populations if p.neuron.kind == "cuba"}
-    logits, spikes = [], {p.name: [] for p in graph.populations[:-1]}
+    logits, spikes = [], {p.name: [] for p in graph.populations if p.neuron.kind != "readout"}
     for t in range(T):
         act = {INPUT: x[t]}
         for p in graph.populations:
@@ -78,6 +80,8 @@ def run_float(graph: DeployGraph, x: torch.Tensor, record: bool = False) -> dict
             act[p.name], v[p.name] = neuron_step(p.neuron, v[p.name], cur)
             if record:
                 spikes[p.name].append(act[p.name])
+        if graph.readout_kind == "spikes":
+            logits.append(act[graph.readout.name])
     out = {"logits": torch.stack(logits)}
     if record:
         out["spikes"] = {k: torch.stack(s) for k, s in spikes.items()}

@@ -238,7 +238,8 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     Shape:
         enc_bias: `(B, *encoding_population.shape)` int bias mantissas (the host's encoding output).
         Returns `v_readout (B, K)` after the last step, `v_readout_steps (steps, B, K)`, and with
-        `record` the spikes of every firing population, `spikes[pop] (steps, B, *shape)` (bool).
+        `record` the spikes of every firing population, `spikes[pop] (steps, B, *shape)` (bool), a
+        spike readout's output included (its voltage is then `v_readout`, after its own resets).
     """
     B = enc_bias.shape[0]
     steps = timesteps + graph.latency_steps
@@ -250,7 +251,8 @@ def run_fxp(graph: DeployGraph, enc_bias: torch.Tensor, timesteps: int, record: 
     res = run_populations(graph, steps, B, bias=bias, staggered_reset=True, window=window)
     res["windows_only"] = window is not None
     if record:
-        res["spikes"] = {k: x for k, x in res["spikes"].items() if k != graph.readout.name}
+        # a voltage readout never fires; a spike readout's spikes are its output
+        res["spikes"] = {k: x for k, x in res["spikes"].items() if graph.population(k).neuron.kind != "readout"}
     else:
         del res["spikes"]
     return res

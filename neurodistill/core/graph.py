@@ -86,7 +86,7 @@ class Synapse:
 @dataclass
 class DeployGraph:
     input_shape: tuple[int, ...]
-    populations: list[Population]  # in topological order; the last one is the readout
+    populations: list[Population]  # in topological order; the last one is the readout (the output)
     synapses: list[Synapse]
     biases: dict[str, np.ndarray] = field(default_factory=dict)  # float bias per population, full shape
     timesteps: int = 1
@@ -102,6 +102,14 @@ class DeployGraph:
     @property
     def readout(self) -> Population:
         return self.populations[-1]
+
+    @property
+    def readout_kind(self) -> str:
+        """`voltage` (the last population integrates and never fires; the class is the argmax of its v
+        after the last step) or `spikes` (it fires like any other; the class is the argmax of its spike
+        counts over the T-step window, ties to the lowest class index: `core/readout.py`). The last
+        population's neuron kind is the one home of this fact, so no file can contradict it."""
+        return "voltage" if self.readout.neuron.kind == "readout" else "spikes"
 
     @property
     def encoding(self) -> list[Synapse]:

@@ -141,6 +141,7 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     from ..core.float_graph import run_float
     from ..core.fxp import run_fxp
     from ..core.loihi2 import encoding_bias, encoding_current, quantize_graph
+    from ..core.readout import spike_prediction
     from ..formats.netx.writer import netx_unsupported_reason
     from ..formats.nir.deploy import nir_unsupported_reason
     from .range_check import fit_ranges, settle_readout
@@ -156,7 +157,8 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     require_fit(resources)
     st.next()
     float_logits = run_float(graph, x.float().unsqueeze(0).expand(T, *x.shape))["logits"]
-    # the class is the flat index of the readout's largest value: a conv classifier's readout is (K, 1, 1)
+    # the class is the flat index of the readout's largest value: a conv classifier's readout is (K, 1, 1);
+    # a spike readout's "logits" are its spikes, whose mean's argmax is the count rule's (core/readout.py)
     acc_float = float((float_logits.mean(0).flatten(1).argmax(-1) == y).float().mean())
     bias, enc_clip = encoding_bias(graph, current)
     st.next()
@@ -164,7 +166,9 @@ def _deploy(model, input_shape, x, y, st: Stages, *, timesteps: int, weight_bits
     if settle_readout(graph, reports, ranges, q["spikes"], y):
         q = run_fxp(graph, torch.as_tensor(bias), T, record=True)
     st.next()
-    acc_q = float((q["v_readout"].flatten(1).argmax(-1) == y).float().mean())
+    pred_q = (spike_prediction(q["spikes"][graph.readout.name], T) if graph.readout_kind == "spikes"
+              else q["v_readout"].flatten(1).argmax(-1))
+    acc_q = float((pred_q == y).float().mean())
     dead = [p for p, s in q["spikes"].items() if not s.any()]
     for p in dead:
         log.warning("layer %s never spikes after quantization on %d calibration samples", p, len(y))
@@ -179,6 +183,7 @@ def _run_entries(d: Deployed, input_shape, T: int, dt: float, weight_bits: int, 
     return {
         "timesteps": T, "dt": dt, "time_unit": "step" if dt == 1.0 else "s",
         "latency_steps": graph.latency_steps, "steps_per_sample": T + graph.latency_steps,
+        "readout": graph.readout_kind,
         "input_shape": list(input_shape), "weight_bits": weight_bits,
         "encoding": {"layer": [s.name for s in graph.encoding], "population": graph.encoding[0].target,
                      "where": "host", "note": "runs once per sample; its quantized output is the population's bias"},

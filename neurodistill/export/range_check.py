@@ -38,7 +38,7 @@ def fit_ranges(graph, reports, timesteps: int, fixed) -> dict:
         chip = _chip(graph, p)
         if not chip:
             continue  # the encoding population: its input is a 13-bit bias, << 6 far inside 24 bits
-        readout = p is graph.readout
+        readout = p.neuron.kind == "readout"  # a spike readout's output fires: checked as a hidden population
         steps = timesteps if readout else None
         before = population_range(p.name, [(s.kind, s.weight_int) for s in chip], p.bias_mant, p.i_decay, steps)
         rec = {"name": p.name, "readout": readout, "limit": before.limit, "bound_before": _int(before.bound),
@@ -110,6 +110,8 @@ def settle_readout(graph, reports, entry: dict, spikes: dict, y: torch.Tensor) -
     it down, take the calibrated scale instead if that is more accurate. True if the readout changed
     (the caller runs the fixed-point simulation again)."""
     p = graph.readout
+    if graph.readout_kind == "spikes":
+        return False  # its output fires by design; fit_ranges checked it as a hidden population
     rec = next((r for r in entry["layers"] if r["name"] == p.name), None)
     report = next(r for r in reports if r.name == p.name)
     free = readout_free_v(graph, spikes, len(y), p.scale, report.weight_bits)

@@ -317,6 +317,9 @@ def check_graph(graph: DeployGraph, where: str) -> None:
         if p.name == enc:
             if p.depth != 0 or p.neuron.kind == "readout":
                 raise _bad(where, f"population {i} ({p.name})", "is the encoding population; allowed: depth 0, not a readout")
+            if i == len(pops) - 1:
+                raise _bad(where, f"population {i} ({p.name})", "is the encoding population and the output; allowed: "
+                                                                 "an output fed by another population")
         elif not graph.incoming(p.name) and p.neuron.kind != "source":
             raise _bad(where, f"population {i} ({p.name})", "has no incoming synapse")
 
@@ -333,9 +336,9 @@ def _check_names(graph: DeployGraph, where: str) -> None:
     if INPUT in names:
         raise _bad(where, "/populations", f"names a population {INPUT!r}, the name reserved for the input")
     readouts = [i for i, p in enumerate(pops) if p.neuron.kind == "readout"]
-    if readouts != [len(pops) - 1]:
-        raise _bad(where, "/populations", f"has readout populations at {readouts}; allowed: exactly one, the last "
-                                          f"(population {len(pops) - 1})")
+    if readouts not in ([], [len(pops) - 1]):
+        raise _bad(where, "/populations", f"has readout populations at {readouts}; allowed: at most one, the last "
+                                          f"(population {len(pops) - 1}; none: a spike readout)")
     snames = [s.name for s in graph.synapses]
     dup = next((n for n in snames if snames.count(n) > 1), None)
     if dup is not None:

@@ -189,6 +189,8 @@ def check_manifest(m, where: str) -> None:
     _need(where, m, "steps_per_sample", (lambda v: v == T + lat and _is_int(v),
                                          f"timesteps + latency_steps = {T + lat}"))
     _need(where, m, "input_shape", SHAPE)
+    # optional: bundles written before spike readouts existed read as "voltage"
+    _need(where, m, "readout", (lambda v: v in ("voltage", "spikes"), "voltage, spikes"), optional=True)
     ds = _need(where, m, "dataset", _or_null(OBJ), optional=True)
     if ds is not None:
         _need(where, ds, "name", (lambda v: isinstance(v, str) and v != "", "a dataset name"), "dataset.")
@@ -257,7 +259,8 @@ def check_manifest_graph(m: dict, graph, bundle: Path) -> None:
     where = str(bundle)
     pairs = [("input_shape", list(m["input_shape"]), list(graph.input_shape)),
              ("timesteps", m["timesteps"], graph.timesteps),
-             ("latency_steps", m["latency_steps"], graph.latency_steps)]
+             ("latency_steps", m["latency_steps"], graph.latency_steps),
+             ("readout", m.get("readout", "voltage"), graph.readout_kind)]
     pairs.append(("layers (names)", [x["name"] for x in m["layers"]], [p.name for p in graph.populations]))
     pairs.append(("layers (shapes)", [x["shape"] for x in m["layers"]], [list(p.shape) for p in graph.populations]))
     pairs.append(("layers (depths)", [x["depth"] for x in m["layers"]], [p.depth for p in graph.populations]))

@@ -24,6 +24,7 @@ from ..core.counters import count, merge_counts, windows
 from ..core.float_graph import run_float
 from ..core.fxp import run_fxp
 from ..core.loihi2 import encoding_bias, encoding_current
+from ..core.readout import output_window, spike_prediction
 from ..data.samples import dataset_samples
 from ..devices import resolve_device
 from ..errors import CheckpointError, ConfigError
@@ -38,7 +39,7 @@ from ..io.limits import MAX_SAMPLES, check_range
 from ..io.output import check_out, write_dir
 from ..progress import progress as bar
 from .lava_env import lava_python as checked_lava_python
-from .step_accuracy import from_logits, from_readout, readout_window
+from .step_accuracy import from_logits, from_readout, from_spikes, readout_window
 from .step_accuracy import summarize as per_step_summary
 
 log = logging.getLogger(__name__)
@@ -190,12 +191,15 @@ def simulate_samples(bundle: Path, manifest: dict, graph, x: torch.Tensor, y: to
                    if backend == "fxp" else _lava_spikes(bundle, graph, bias, steps, lava_python))
             pred, spikes, pipelined = run["v_readout"].flatten(1).argmax(-1), run["spikes"], True
         spikes, pred = {k: v.cpu() for k, v in spikes.items()}, pred.cpu()  # counting runs on the CPU
+        if graph.readout_kind == "spikes":  # every backend: the counts in the output's T-step window
+            pred = spike_prediction(spikes[graph.readout.name], T)
         if run.get("v_readout_steps") is not None:
             run["v_readout_steps"] = run["v_readout_steps"].cpu()
         if y is not None:
             yb = y[start: start + batch_size]
             correct += int((pred == yb).sum())
-            a, m = (from_logits(run["logits"].cpu(), yb) if backend == "float"
+            a, m = (from_spikes(output_window(spikes[graph.readout.name], T), yb) if graph.readout_kind == "spikes"
+                    else from_logits(run["logits"].cpu(), yb) if backend == "float"
                     else from_readout(readout_window(run["v_readout_steps"], T), yb))
             alone, running = [u + d for u, d in zip(alone, a, strict=True)], [u + d for u, d in zip(running, m, strict=True)]
         windowed = run.get("windows_only", False)  # spikes hold each layer's own T-step window

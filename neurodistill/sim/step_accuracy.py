@@ -1,4 +1,5 @@
-"""Accuracy of the simulated readout at each of the T steps: each step alone and the running mean.
+"""Accuracy of the simulated readout at each of the T steps: each step alone and the running mean
+(a spike readout: the running spike count).
 
 The readout integrates and never fires, so after window step t its voltage is the sum of the
 logits of steps 1..t (fixed point: in Loihi units, the readout's bias included every step). The
@@ -35,6 +36,14 @@ def from_readout(v_window: torch.Tensor, y: torch.Tensor) -> tuple[list[int], li
     v = v_window.long()
     steps = torch.diff(v, dim=0, prepend=torch.zeros_like(v[:1]))
     return correct_per_step(steps, v, y)
+
+
+def from_spikes(window: torch.Tensor, y: torch.Tensor) -> tuple[list[int], list[int]]:
+    """A spike readout (every backend): its spikes in the window `(T, B, K)`; a step alone predicts
+    the lowest class that fired then (class 0 if none did), the running prediction the largest count
+    so far, ties to the lowest index (`core/readout.py`)."""
+    s = window.long()
+    return correct_per_step(s, s.cumsum(0), y)
 
 
 def summarize(alone: list[int], running: list[int], samples: int) -> list[dict]:
