@@ -230,7 +230,7 @@ def test_cuba_model_to_nir_and_back_runs_as_the_model(producer, tmp_path):
     torch.testing.assert_close(got, want.reshape(got.shape), rtol=1e-5, atol=1e-5)
 
 
-def norse_cuba_net(tau_syn_inv: float = 500.0):
+def norse_cuba_net(tau_syn_inv: float = 500.0, bias: bool = False):
     """Norse 1.1: conv, LIFCell without current memory (tau_syn = dt: the host-fed layer), conv
     without bias, LIFCell with a decaying current, a conv classifier over the whole map."""
     import norse.torch as norse
@@ -248,7 +248,10 @@ def norse_cuba_net(tau_syn_inv: float = 500.0):
     with torch.no_grad():
         net[0].weight.mul_(3.0)
         net[2].weight.mul_(2.0)
-        net[2].bias.zero_()  # Norse's exporter needs a bias tensor; a nonzero one has no exact CUBA form
+        if bias:  # into a decaying current: through the bias source population
+            net[2].bias.uniform_(-0.1, 0.2)
+        else:  # Norse's exporter needs a bias tensor; zero keeps the chain (network.net)
+            net[2].bias.zero_()
     return net
 
 

@@ -85,10 +85,11 @@ def test_train_neuron_cuba_exports_and_runs_in_lava_as_fxp(lava_py, tmp_path):
     lava_equals_fxp(tmp_path / "b", x_test[:8].numpy(), lava_py)
 
 
-def test_norse_lifcell_through_nir_runs_in_lava_as_fxp(lava_py, tmp_path):
+@pytest.mark.parametrize("bias", [False, True])
+def test_norse_lifcell_through_nir_runs_in_lava_as_fxp(bias, lava_py, tmp_path):
     from .test_nir_in_common import digits, invoke
 
-    net = norse_cuba_net()
+    net = norse_cuba_net(bias=bias)
     path = write_norse(net, tmp_path / "norse.nir")
     x, y = digits()
     _, outs = norse_run(net, x, T)
@@ -99,4 +100,4 @@ def test_norse_lifcell_through_nir_runs_in_lava_as_fxp(lava_py, tmp_path):
 
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["accuracy_float"] == pytest.approx(float((outs.mean(0).argmax(-1) == y).float().mean()), abs=1e-12)
-    lava_equals_fxp(tmp_path / "b", x[:8].numpy(), lava_py)
+    lava_equals_fxp(tmp_path / "b", x[:8].numpy(), lava_py, chain=not bias)
