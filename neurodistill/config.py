@@ -35,6 +35,7 @@ class TrainConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     method: str = "none"  # none | tet | kd | tser | tssd | esd (kd and tser need --teacher)
+    readout: str = "voltage"  # voltage (argmax of the classifier's mean output) | spikes (a neuron after it; argmax of its spike counts)
     backprop: str = "bptt"  # bptt | rate (rate-based backprop: spiking models, methods none, kd, esd); esd switches it to rate
     teacher: str | None = None  # path of an ANN teacher checkpoint
     init: str | None = None  # start from this checkpoint's weights (fine-tuning, e.g. --deploy from a float run)
@@ -79,6 +80,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "backend": ("auto", "torch", "cuda", "triton", "cupy"),
     "backprop": BACKPROPS,
+    "readout": ("voltage", "spikes"),
     "amp_dtype": ("fp16", "bf16"),
 }
 POSITIVE = ("timesteps", "epochs", "batch_size")
@@ -213,6 +215,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
         elif cfg.backprop != "rate":
             raise ConfigError(f"{where}: backprop = {cfg.backprop!r} is not allowed with method esd, which trains with "
                               "rate-based backprop; set backprop = rate or leave it out")
+    _check_spike_readout(cfg, where)
     if cfg.neuron.kind == "cuba" and cfg.backprop == "rate":
         raise MethodError(f"{where}: backprop = rate supports LIF and IF neurons only, not neuron.kind = cuba; "
                           f"train cuba with backprop = bptt{' and a method other than esd' if cfg.method == 'esd' else ''}")
@@ -224,6 +227,24 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str =
         raise ConfigError(f"{where}: tssd.teacher_timesteps = {cfg.tssd.teacher_timesteps} is not allowed with "
                           f"timesteps = {cfg.timesteps}; the temporal teacher needs more steps (0 = 2 x timesteps)")
     return cfg
+
+
+SPIKE_READOUT_METHODS = ("none", "tet")  # losses on the output itself; the others read logits or features
+
+
+def _check_spike_readout(cfg: TrainConfig, where: str) -> None:
+    """A spike readout trains on its spike rate (cross-entropy of the time-mean spikes, or per step
+    with tet): the teacher methods match logits, which a rate in [0, 1] is not, and rate backprop
+    and --deploy build their forward from a classifier read out as a voltage."""
+    if cfg.readout != "spikes":
+        return
+    if cfg.method not in SPIKE_READOUT_METHODS:
+        raise MethodError(f"{where}: method {cfg.method!r} is not allowed with readout = spikes; allowed: "
+                          f"{', '.join(SPIKE_READOUT_METHODS)} (the others match logits or features, not spike counts)")
+    if cfg.backprop == "rate" or cfg.deploy:
+        what = "backprop = rate" if cfg.backprop == "rate" else f"deploy = {cfg.deploy}"
+        raise MethodError(f"{where}: {what} is not allowed with readout = spikes, whose output neuron it does not "
+                          "model; allowed: backprop = bptt without deploy")
 
 
 def _get(cfg: Any, dotted: str) -> Any:

@@ -132,11 +132,19 @@ def test_an_snntorch_synaptic_layer_with_reset_to_zero_is_refused(tmp_path):
              "allowed: Leaky")
 
 
-def test_a_spiking_output_layer_is_refused(tmp_path):
+def test_an_output_neuron_not_fed_by_a_classifier_is_refused(tmp_path):
+    """A LIF after a classifier is a spike-count readout (tests/test_spike_readout.py); one after another LIF is not."""
+    import snntorch as snn
+
     from .test_nir_in_snntorch import leaky_net, write
 
-    path = write(leaky_net(output_neuron=True), tmp_path / "g.nir")
-    _refused(path, "snntorch", tmp_path, "'4' (LIF) feeds the Output", "final Affine, Linear or Conv2d")
+    net = leaky_net(output_neuron=True)
+    net.append(snn.Leaky(beta=torch.full((10,), 0.9), threshold=torch.ones(10), init_hidden=True, reset_mechanism="zero",
+                         output=True))
+    net[4].output = False
+    path = write(net, tmp_path / "g.nir")
+    _refused(path, "snntorch", tmp_path, "'5' (LIF) feeds the Output", "final Affine, Linear or Conv2d",
+             "fed by such a classifier")
 
 
 def test_a_tau_below_dt_is_refused_with_the_dt_named(tmp_path):

@@ -19,6 +19,9 @@ TRAIN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--backprop", "backprop", click.Choice(["bptt", "rate"]),
      "bptt: through all T steps; rate: rate-based backprop, memory ~constant in T (spiking models; methods none, kd, esd) "
      "[bptt; esd: rate]"),
+    ("--readout", "readout", click.Choice(["voltage", "spikes"]),
+     "voltage: the class is the argmax of the classifier's output summed over T; spikes: a neuron follows the "
+     "classifier and the class is the argmax of its spike counts (methods none, tet; bptt) [voltage]"),
     ("--teacher", "teacher", click.Path(dir_okay=False), "ANN teacher checkpoint (kd, tser)"),
     ("--init", "init", click.Path(dir_okay=False), "start from this checkpoint's weights (fine-tuning) [random init]"),
     ("--deploy", "deploy", click.Choice(["loihi2"]),

@@ -9,7 +9,7 @@ from torch import nn
 from ..errors import MethodError
 from .esd import ESDConfig, EsdStep, esd_loss
 from .losses import METHODS, TSER_ABLATION, LossConfig, entropy, kl
-from .step import LogitStep, MethodStep, RateLogitStep, StepOutput, Trainee
+from .step import LogitStep, MethodStep, RateLogitStep, SpikeCountStep, StepOutput, Trainee
 from .tssd import TssdConfig, TssdStep, loss_tssd
 
 if TYPE_CHECKING:
@@ -78,11 +78,13 @@ def build_step(cfg: TrainConfig, model: nn.Module, inputs: Any, input_shape: tup
     if cfg.method == "esd":
         return EsdStep(model, cfg.esd, inputs, input_shape, num_classes, cfg.model)
     loss_fn, _ = get_method(cfg.method)
+    if cfg.readout == "spikes":  # methods none and tet only (config._check_spike_readout)
+        return SpikeCountStep(loss_fn, cfg.loss, inputs)
     if cfg.backprop == "rate":
         return RateLogitStep(model, loss_fn, cfg.loss, inputs, teacher, cfg.model)
     return LogitStep(loss_fn, cfg.loss, inputs, teacher)
 
 
 __all__ = ["BACKPROPS", "METHODS", "RATE_METHODS", "STEP_METHODS", "TSER_ABLATION", "ESDConfig", "EsdStep", "LogitStep",
-           "LossConfig", "MethodStep", "RateLogitStep", "StepOutput", "Trainee", "TssdConfig", "TssdStep", "build_step",
+           "LossConfig", "MethodStep", "RateLogitStep", "SpikeCountStep", "StepOutput", "Trainee", "TssdConfig", "TssdStep", "build_step",
            "check_backprop", "entropy", "esd_loss", "get_method", "kl", "loss_tssd", "method_names", "needs_teacher"]

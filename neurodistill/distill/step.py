@@ -147,6 +147,19 @@ class LogitStep(MethodStep):
         return StepOutput(self.loss_fn(z, y, self.loss_cfg, z_tea), z)
 
 
+class SpikeCountStep(LogitStep):
+    """none and tet for a spike-count readout (`--readout spikes`): the model's output is its output
+    neuron's spikes, which the loss reads as logits scaled by `SPIKE_LOGIT_GAIN` (a rate in [0, 1]
+    alone caps softmax's confidence, so cross-entropy keeps pushing every rate and barely trains).
+    The gain leaves the prediction (the argmax of the counts) and `z`, the spikes, as they are."""
+
+    SPIKE_LOGIT_GAIN = 8.0
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        z = self.student_logits(model, x)
+        return StepOutput(self.loss_fn(z * self.SPIKE_LOGIT_GAIN, y, self.loss_cfg, None), z)
+
+
 class RateLogitStep(LogitStep):
     """none and kd with rate-based backprop (`--backprop rate`).
 

@@ -29,7 +29,8 @@ class Net(nn.Module):
     """Root of every registered model.
 
     Shape:
-        spiking: Input `(T, B, C, H, W)`, output `(T, B, K)`.
+        spiking: Input `(T, B, C, H, W)`, output `(T, B, K)`: the classifier's output per step, or
+        with `output_neuron` (a spike-count readout, `--readout spikes`) that neuron's spikes.
         ANN: Input `(B, C, H, W)`, output `(B, K)`.
     """
 
@@ -37,6 +38,8 @@ class Net(nn.Module):
         super().__init__()
         self.body = body
         self.spiking = spiking
+        # outside `body`, so that its parameter names (and checkpoints) are the voltage readout's
+        self.output_neuron: nn.Module | None = None
         if spiking:
             from spikingjelly.activation_based import functional
 
@@ -48,7 +51,8 @@ class Net(nn.Module):
 
             # Each call is one whole sequence: start every neuron from rest.
             functional.reset_net(self)
-        return self.body(x)
+        z = self.body(x)
+        return z if self.output_neuron is None else self.output_neuron(z)
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, padding: int | None = None) -> list[nn.Module]:

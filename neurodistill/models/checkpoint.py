@@ -174,7 +174,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
     meta = ckpt["model"]
     try:
-        model = create_model(meta["name"], meta["num_classes"], meta["in_channels"], meta.get("neuron"))
+        # checkpoints written before --readout existed hold no "readout": theirs was the voltage
+        model = create_model(meta["name"], meta["num_classes"], meta["in_channels"], meta.get("neuron"),
+                             meta.get("readout") or "voltage")
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} has an incomplete model description ({e})") from None
     except (ConfigError, ModelError) as e:  # an unknown model or neuron setting, named by the registry

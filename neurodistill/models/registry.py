@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import ModelError
-from .neurons import NeuronConfig, loihi_cuba
+from .neurons import NeuronConfig, loihi_cuba, make_neuron
+
+READOUTS = ("voltage", "spikes")  # the classifier's output per step, or the spikes of a neuron after it
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,32 @@ def create_model(
     num_classes: int = 10,
     in_channels: int = 3,
     neuron: NeuronConfig | dict | None = None,
+    readout: str = "voltage",
 ) -> nn.Module:
     """Build a registered model.
 
+    `readout`: `voltage` (the classifier's output is the model's) or `spikes` (a neuron of the
+    model's kind follows the classifier; its spikes are the output, the class the argmax of
+    their counts).
+
     Shape:
-        spiking: Input `(T, B, C, H, W)`, output logits `(T, B, K)`, one vector per step.
+        spiking: Input `(T, B, C, H, W)`, output logits (or output spikes) `(T, B, K)`, one vector per step.
         ANN: Input `(B, C, H, W)`, output `(B, K)`.
     """
     spec = get_spec(name)
     if num_classes < 1 or in_channels < 1:
         raise ModelError(f"model {name!r}: num_classes={num_classes}, in_channels={in_channels}; both must be >= 1")
+    if readout not in READOUTS or (readout == "spikes" and not spec.spiking):
+        raise ModelError(f"model {name!r}: readout {readout!r} is not allowed; allowed: "
+                         f"{', '.join(READOUTS) if spec.spiking else 'voltage (an ANN has no spikes to count)'}")
     if spec.spiking:
         cfg = neuron if isinstance(neuron, NeuronConfig) else NeuronConfig.from_dict(neuron)
         model = spec.factory(num_classes=num_classes, in_channels=in_channels, neuron=cfg)
+        if readout == "spikes":
+            from spikingjelly.activation_based import functional
+
+            model.output_neuron = make_neuron(cfg)
+            functional.set_step_mode(model, "m")
         if cfg.kind == "cuba":
             loihi_cuba(model)
     else:

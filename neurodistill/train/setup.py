@@ -46,6 +46,7 @@ def model_meta(name: str, info: DatasetInfo, cfg: TrainConfig) -> dict[str, Any]
         "in_channels": info.input_shape[0],
         "spiking": spiking,
         "neuron": cfg.neuron.to_dict() if spiking else None,
+        "readout": cfg.readout,
     }
 
 
@@ -130,7 +131,8 @@ def _build(cfg: TrainConfig, spec, out: Path, device: torch.device, d: distribut
            train_ds, info: DatasetInfo) -> Run:
     """The model (with its --init weights), the teacher, the method's step, the optimizer and its schedule."""
     meta = model_meta(cfg.model, info, cfg)
-    model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None).to(device)
+    model = create_model(cfg.model, info.num_classes, info.input_shape[0], cfg.neuron if spec.spiking else None,
+                         cfg.readout).to(device)
     model = gpu.prepare(model, cfg, device)
     qat.check_deploy(cfg.deploy, spec.spiking, info.frames, cfg.model)
     if cfg.init and not resume:

@@ -41,6 +41,7 @@ from ... import __version__
 from ...errors import UnsupportedLayerError
 
 READOUT_LOGITS = "affine logits per step"
+READOUT_SPIKES = "spikes per step"  # a spike-count readout: the class is the argmax of the output's counts
 LIF_CONVENTION = (
     "nir.LIF: tau = tau_sj*dt, r = 1 if decay_input else tau_sj, v_leak = v_reset, "
     "v_threshold, v_reset; nir.IF: r = 1/dt; nir.CubaLIF: tau_syn = tau_syn_sj*dt, tau_mem = tau_sj*dt, "

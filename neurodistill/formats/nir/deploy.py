@@ -4,7 +4,8 @@ Written from the deployment graph, not from torch (Decision 1), with the convent
 `conventions` (dt explicit, LIF: tau = tau_sj dt, r = 1 or tau_sj, v_leak = v_reset). Each synapse
 layer is a Conv2d or Affine node (a Flatten node before an Affine that reads a (C, H, W)
 population); a population's bias rides on its first incoming synapse; several edges into one
-node are summed (residual adds). The readout is Affine -> Output: logits per step. Synaptic
+node are summed (residual adds). The readout is Affine -> Output (logits per step), or a spike
+readout's output neuron -> Output (spikes per step). Synaptic
 delays are Loihi timing (path matching) with no meaning in the latency-free float semantics,
 so they are not NIR nodes; the quantized integers are in network.net and deploy.h5.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from ...core.graph import INPUT, DeployGraph
 from ...errors import UnsupportedLayerError
-from .conventions import READOUT_LOGITS, graph_metadata, neuron_node
+from .conventions import READOUT_LOGITS, READOUT_SPIKES, graph_metadata, neuron_node
 
 MAX_NIR_CONV_WEIGHTS = 2**24  # 64 MB of float32 for one conv written densely
 
@@ -98,7 +99,11 @@ def to_nir(graph: DeployGraph) -> nir.NIRGraph:
                     src = flat
                 nodes[name] = nir.Affine(weight=_f32(s.weight), bias=bias.reshape(-1).copy())
             edges += [(src, name), (name, target)]
-    meta = graph_metadata(graph.dt, graph.timesteps, readout=READOUT_LOGITS, latency_steps_on_loihi=graph.latency_steps,
+    if graph.readout_kind == "spikes":  # the output population's spikes are the graph's output
+        nodes[out_name] = nir.Output(output_type={"output": np.array(graph.readout.shape)})
+        edges.append((node_name(graph.readout.name), out_name))
+    readout = READOUT_SPIKES if graph.readout_kind == "spikes" else READOUT_LOGITS
+    meta = graph_metadata(graph.dt, graph.timesteps, readout=readout, latency_steps_on_loihi=graph.latency_steps,
                           source="neurodistill deployment graph")
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)

@@ -24,7 +24,14 @@ from torch import nn
 
 from ...core.graph import as_pair
 from ...errors import ConfigError, ModelError, UnsupportedLayerError
-from .conventions import BN_RULE, HARD_RESET, READOUT_LOGITS, graph_metadata, neuron_node
+from .conventions import (
+    BN_RULE,
+    HARD_RESET,
+    READOUT_LOGITS,
+    READOUT_SPIKES,
+    graph_metadata,
+    neuron_node,
+)
 from .exportable import check_exportable, fold_and_strip, module_types, trace, units
 
 log = logging.getLogger(__name__)
@@ -182,8 +189,8 @@ def _readout(graph: nir.NIRGraph) -> str:
     last = {type(graph.nodes[a]).__name__ for a, b in graph.edges if b in outputs}
     if last == {"Affine"} or last == {"Linear"}:
         return READOUT_LOGITS
-    if last <= {"LIF", "IF"}:
-        return "spikes per step"
+    if last <= {"LIF", "IF", "CubaLIF"}:
+        return READOUT_SPIKES
     return f"{'/'.join(sorted(last))} per step"
 
 

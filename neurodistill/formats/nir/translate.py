@@ -70,6 +70,7 @@ UNRECORDED_RESET = {
     "norse": None,
 }
 CLASSIFIERS = (nir.Affine, nir.Linear, nir.Conv2d)
+OUTPUT_NEURONS = (nir.LIF, nir.IF, nir.CubaLIF)  # a spike-count readout's output population
 REL = 1e-5  # exporters write float32: tau*(1 - beta) and r*dt/tau are 1 to about 1e-7
 
 
@@ -284,10 +285,14 @@ def _check_readout(graph: nir.NIRGraph) -> None:
     feeding = [a for a, b in graph.edges if b == outputs[0]]
     for a in feeding:
         node = graph.nodes[a]
-        if not isinstance(node, CLASSIFIERS):
-            raise UnsupportedLayerError(
-                f"{_node_line(a, node)} feeds the Output; neurodistill reads out the voltage of a final Affine, "
-                f"Linear or Conv2d classifier: export the network without its output neuron")
+        if isinstance(node, CLASSIFIERS):
+            continue
+        into = [graph.nodes[b] for b, c in graph.edges if c == a]
+        if isinstance(node, OUTPUT_NEURONS) and len(feeding) == 1 and into and all(isinstance(n, CLASSIFIERS) for n in into):
+            continue  # a spike-count readout: the class is the argmax of this neuron's spike counts
+        raise UnsupportedLayerError(
+            f"{_node_line(a, node)} feeds the Output; allowed: a final Affine, Linear or Conv2d classifier (its "
+            f"voltage is read out), or one LIF, IF or CubaLIF fed by such a classifier (its spike counts are)")
 
 
 def _conv_readout_as_affine(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
