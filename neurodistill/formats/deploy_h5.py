@@ -183,8 +183,7 @@ NEURON_KEYS = ("kind", "tau", "decay_input", "v_threshold", "v_reset")
 
 
 def _neuron(v, where: str, field: str) -> Neuron:
-    # tau_syn: written since CUBALIFNode export, absent from older files
-    tau_syn = v.pop("tau_syn", None) if isinstance(v, dict) else None
+    tau_syn = v.pop("tau_syn", None) if isinstance(v, dict) else None  # older files have none
     if not isinstance(v, dict) or sorted(v) != sorted(NEURON_KEYS):
         raise _bad(where, field, f"= {_short(v)} is not allowed; allowed: an object with keys {', '.join(NEURON_KEYS)}")
     if v["kind"] not in NEURON_KINDS:
@@ -199,8 +198,7 @@ def _neuron(v, where: str, field: str) -> Neuron:
         tau_syn = _num(tau_syn, where, f"{field}.tau_syn", positive=True, allow_inf=True)
     elif tau_syn is not None:
         raise _bad(where, f"{field}.tau_syn", f"= {_short(tau_syn)} is not allowed for a {v['kind']} neuron; allowed: null")
-    return Neuron(v["kind"], tau, v["decay_input"], _num(v["v_threshold"], where, f"{field}.v_threshold"), v_reset,
-                  tau_syn)
+    return Neuron(v["kind"], tau, v["decay_input"], _num(v["v_threshold"], where, f"{field}.v_threshold"), v_reset, tau_syn)
 
 
 def _population(g: h5py.Group, i: int, where: str) -> tuple[Population, np.ndarray]:
