@@ -140,6 +140,8 @@ def test_what_has_no_exact_loihi_form_is_refused_in_one_line():
         assert "\n" not in str(e.value)
 
     refused(nn.Sequential(layer.Linear(4, 8), cuba(0.5, 0.5, 0.5), layer.Linear(8, 2)), (4,), "analog input")
+    refused(nn.Sequential(layer.Linear(4, 8), cuba(0.0, 0.5, 0.5), layer.Linear(8, 6, bias=False), cuba(1.0, 0.5, 0.5),
+                          layer.Linear(6, 2)), (4,), "c_decay = 1")
     node = cuba(0.0, 0.5, 0.5)
     node.v_reset = 0.2
     refused(nn.Sequential(layer.Linear(4, 8), node, layer.Linear(8, 2)), (4,), "v_reset = 0.2")

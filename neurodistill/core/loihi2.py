@@ -85,6 +85,9 @@ def check_cuba(graph: DeployGraph, bias_sources: bool = True) -> None:
         where = f"{p.name}: CUBALIFNode population"
         if not (n.tau >= 1 and n.tau_syn >= 1):
             raise UnsupportedLayerError(f"{where} needs c_decay and v_decay in [0, 1] for Loihi 2's iDecay and vDecay")
+        if math.isinf(n.tau_syn):
+            raise UnsupportedLayerError(f"{where} has c_decay = 1: a current that never decays sums its input "
+                                        "without bound, past Loihi 2's 24-bit u; allowed: c_decay < 1")
         if n.v_reset not in (None, 0.0):
             raise UnsupportedLayerError(f"{where} with v_reset = {n.v_reset} and a leak toward 0 has no Loihi 2 form; allowed: v_reset = 0")
         if i_decay(p) == DECAY_UNITY:
