@@ -129,6 +129,22 @@ def test_train_export_simulate_spike_readout(trained_bundle, tmp_path):
     assert sim["layers"][-1]["firing_rate"] is not None
 
 
+def test_nir_out_and_back_keeps_the_spike_readout(trained_bundle, tmp_path):
+    """`--target nir` writes the output neuron before the Output; exported from that file, the bundle is
+    a spike readout again with the checkpoint's float accuracy."""
+    ckpt = trained_bundle.parent / "run" / "best.pt"
+    res = invoke("export", ckpt, "--target", "nir", "--out", tmp_path / "nir")
+    assert res.exit_code == 0, res.output
+    g = nir.read(tmp_path / "nir" / "network.nir")
+    (last,) = [a for a, b in g.edges if b == "output"]
+    assert isinstance(g.nodes[last], nir.LIF) and g.metadata["readout"] == "spikes per step"
+    res = invoke("export", tmp_path / "nir" / "network.nir", "--target", "loihi2", "--calib", 128, "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    want = json.loads((trained_bundle / "manifest.json").read_text())
+    assert m["readout"] == "spikes" and m["accuracy_float"] == want["accuracy_float"]
+
+
 @pytest.mark.lava
 def test_trained_spike_readout_runs_in_lava_as_fxp(trained_bundle, lava_py, tmp_path):
     """netx's network.net in Lava: every spike of every population, the output's included, and the accuracy."""
