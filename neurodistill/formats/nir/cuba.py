@@ -29,29 +29,16 @@ import math
 from typing import Any
 
 import nir
-import numpy as np
 
 from ...errors import UnsupportedLayerError
+from .params import filled, uniform
 
 REL = 1e-5  # exporters write float32
 
 
-def _value(name: str, node: Any, field: str) -> float:
-    a = np.asarray(getattr(node, field), dtype=np.float64).reshape(-1)
-    if a.size == 0 or not np.all(np.isfinite(a)) or not np.allclose(a, a[0], rtol=REL, atol=0.0):
-        raise UnsupportedLayerError(
-            f"NIR node {name!r} (CubaLIF): {field} must be one finite value for the whole layer (Loihi populations "
-            f"share their neuron parameters)")
-    return float(a[0])
-
-
-def _full(node: Any, value: float) -> np.ndarray:
-    return np.full(np.shape(np.asarray(node.tau_mem)), value, dtype=np.float64)
-
-
 def read_cuba(name: str, node: Any, source: str, dt: float) -> nir.CubaLIF:
     """The canonical (dt = one step) CubaLIF of `node`, written by `source`'s exporter with step `dt` seconds."""
-    tau_syn, tau_mem = _value(name, node, "tau_syn"), _value(name, node, "tau_mem")
+    tau_syn, tau_mem = uniform(name, node, "tau_syn"), uniform(name, node, "tau_mem")
     if source == "norse":
         tau_syn, tau_mem = tau_syn / dt, tau_mem / dt  # norse/norse#411
     if source == "sinabs":
@@ -62,35 +49,35 @@ def read_cuba(name: str, node: Any, source: str, dt: float) -> nir.CubaLIF:
             f"NIR node {name!r} (CubaLIF): tau_syn = {tau_syn:g} s, tau_mem = {tau_mem:g} s with dt = {dt:g} s; "
             f"a CUBA neuron decays by a factor in [0, 1] per step only with time constants >= dt (check --source-dt)")
     a_c, a_v = 1.0 - dt / tau_syn, 1.0 - dt / tau_mem
-    w_in, r = _value(name, node, "w_in"), _value(name, node, "r")
+    w_in, r = uniform(name, node, "w_in"), uniform(name, node, "r")
     g_c = w_in if source == "norse" else w_in * dt / tau_syn
     g = g_c * r * dt / tau_mem
-    v_leak = _value(name, node, "v_leak")
-    v_reset = _value(name, node, "v_reset") if node.v_reset is not None else 0.0
+    v_leak = uniform(name, node, "v_leak")
+    v_reset = uniform(name, node, "v_reset") if node.v_reset is not None else 0.0
     if v_leak != 0.0:
         raise UnsupportedLayerError(f"NIR node {name!r} (CubaLIF): v_leak = {v_leak:g}; spikingjelly's CUBALIFNode "
                                     "and Loihi 2 leak toward 0; allowed: v_leak = 0")
     if not g > 0:
         raise UnsupportedLayerError(f"NIR node {name!r} (CubaLIF): input gain w_in*r*... = {g:g} per step; allowed: > 0")
     steps_syn, steps_mem = 1.0 / (1.0 - a_c) if a_c < 1 else math.inf, 1.0 / (1.0 - a_v) if a_v < 1 else math.inf
-    return nir.CubaLIF(tau_syn=_full(node, steps_syn), tau_mem=_full(node, steps_mem), r=_full(node, steps_mem),
-                       v_leak=_full(node, 0.0), v_threshold=_full(node, _value(name, node, "v_threshold") / g),
-                       v_reset=_full(node, v_reset / g), w_in=_full(node, steps_syn))
+    return nir.CubaLIF(tau_syn=filled(node, "tau_mem", steps_syn), tau_mem=filled(node, "tau_mem", steps_mem), r=filled(node, "tau_mem", steps_mem),
+                       v_leak=filled(node, "tau_mem", 0.0), v_threshold=filled(node, "tau_mem", uniform(name, node, "v_threshold") / g),
+                       v_reset=filled(node, "tau_mem", v_reset / g), w_in=filled(node, "tau_mem", steps_syn))
 
 
 def cuba_module(n: nir.CubaLIF, dt: float):
     """spikingjelly's multi-step CUBALIFNode of a CubaLIF in neurodistill's convention (`conventions`)."""
     from spikingjelly.activation_based import neuron
 
-    tau_syn, tau_mem = _value("CubaLIF", n, "tau_syn") / dt, _value("CubaLIF", n, "tau_mem") / dt
-    w_in, r, v_leak = _value("CubaLIF", n, "w_in"), _value("CubaLIF", n, "r"), _value("CubaLIF", n, "v_leak")
+    tau_syn, tau_mem = uniform("CubaLIF", n, "tau_syn") / dt, uniform("CubaLIF", n, "tau_mem") / dt
+    w_in, r, v_leak = uniform("CubaLIF", n, "w_in"), uniform("CubaLIF", n, "r"), uniform("CubaLIF", n, "v_leak")
     if not (tau_syn >= 1 and tau_mem >= 1 and math.isclose(w_in, tau_syn, rel_tol=REL)
             and math.isclose(r, tau_mem, rel_tol=REL) and v_leak == 0.0):
         raise UnsupportedLayerError(
             f"nir.CubaLIF(tau_syn/dt={tau_syn:g}, tau_mem/dt={tau_mem:g}, w_in={w_in:g}, r={r:g}, v_leak={v_leak:g}) is "
             "not a spikingjelly CUBALIFNode; allowed: w_in = tau_syn/dt, r = tau_mem/dt, v_leak = 0, time constants >= dt")
-    v_reset = _value("CubaLIF", n, "v_reset") if n.v_reset is not None else 0.0
+    v_reset = uniform("CubaLIF", n, "v_reset") if n.v_reset is not None else 0.0
     node = neuron.CUBALIFNode(c_decay=1.0 - 1.0 / tau_syn, v_decay=1.0 - 1.0 / tau_mem,
-                              v_threshold=_value("CubaLIF", n, "v_threshold"), v_reset=v_reset)
+                              v_threshold=uniform("CubaLIF", n, "v_threshold"), v_reset=v_reset)
     node.step_mode = "m"
     return node

@@ -48,6 +48,7 @@ import numpy as np
 from ...errors import ConfigError, UnsupportedLayerError
 from ...io.limits import MAX_TIMESTEPS, check_range
 from .cuba import read_cuba
+from .params import filled, node_line, uniform
 
 # producer -> (seconds per step its exporter assumes, discretization, how it writes tau)
 SOURCES: dict[str, tuple[float | None, str]] = {
@@ -100,10 +101,6 @@ def _meta_int(meta: dict, key: str) -> int:
     return int(v)
 
 
-def _node_line(name: str, node: Any) -> str:
-    return f"NIR node {name!r} ({type(node).__name__})"
-
-
 def in_nir_terms(message: str, graph: nir.NIRGraph) -> str:
     """A deployment refusal of the imported module told in the NIR file's terms: its nodes by their
     NIR names (not `graph_module._3`, the torch module nirtorch built) and NIR node types as the
@@ -120,24 +117,11 @@ def in_nir_terms(message: str, graph: nir.NIRGraph) -> str:
 
     def node(m: re.Match) -> str:
         name = names.get(m.group(1), names.get(m.group(1).split(".")[0]))
-        return m.group(0) if name is None else _node_line(name, graph.nodes[name])
+        return m.group(0) if name is None else node_line(name, graph.nodes[name])
 
     message = re.sub(r"graph_module\.([\w.]+?)(?=: )", node, message)
     return message.replace(f"(supported: {SUPPORTED})",
                            f"(allowed NIR nodes: {ALLOWED}; pooling of spikes, before a synapse)")
-
-
-def _uniform(name: str, node: Any, field: str) -> float:
-    values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
-    if values.size != 1:
-        raise UnsupportedLayerError(
-            f"{_node_line(name, node)}: {field} differs between neurons ({values.size} values, "
-            f"{values.min():g}..{values.max():g}); a Loihi population here takes one value per layer")
-    return float(values[0])
-
-
-def _like(node: Any, value: float) -> np.ndarray:
-    return np.full(np.shape(np.asarray(node.v_threshold)), value, dtype=np.float64)
 
 
 def _cycle_edge(graph: nir.NIRGraph) -> tuple[str, str] | None:
@@ -173,18 +157,18 @@ class _Reader:
         self.discretization = SOURCES[source][1]
 
     def threshold(self, name: str, node: Any) -> float:
-        v_th = _uniform(name, node, "v_threshold")
+        v_th = uniform(name, node, "v_threshold")
         return strict_threshold(v_th) if FIRES_ABOVE[self.source] else v_th
 
     def step(self, name: str, node: Any, tau: float, r: float) -> tuple[float, float]:
         """(a, g) of the per-step update v <- a*v + g*I + (1 - a)*v_leak."""
         if not (math.isfinite(tau) and tau > 0):
-            raise UnsupportedLayerError(f"{_node_line(name, node)}: tau = {tau:g} is not a positive finite time constant")
+            raise UnsupportedLayerError(f"{node_line(name, node)}: tau = {tau:g} is not a positive finite time constant")
         if self.source == "norse":
             tau = tau / self.dt  # norse/norse#411: its exporter writes dt/tau_mem_inv
         x = self.dt / tau
         if not math.isfinite(x) or x <= 0:
-            raise UnsupportedLayerError(f"{_node_line(name, node)}: tau = {tau:g} is not a positive finite time constant")
+            raise UnsupportedLayerError(f"{node_line(name, node)}: tau = {tau:g} is not a positive finite time constant")
         if self.discretization == "exact":
             a = math.exp(-x)
             return a, (1.0 - a) * r
@@ -192,16 +176,16 @@ class _Reader:
 
     def lif(self, name: str, node: Any, tau: float, r: float) -> nir.LIF:
         v_th = self.threshold(name, node)
-        v_reset = _uniform(name, node, "v_reset")
-        v_leak = _uniform(name, node, "v_leak")
+        v_reset = uniform(name, node, "v_reset")
+        v_leak = uniform(name, node, "v_leak")
         a, g = self.step(name, node, tau, r)
         if not 0.0 < a < 1.0:
             raise UnsupportedLayerError(
-                f"{_node_line(name, node)}: tau = {tau:g} s with dt = {self.dt:g} s decays by {a:.4g} per step; "
+                f"{node_line(name, node)}: tau = {tau:g} s with dt = {self.dt:g} s decays by {a:.4g} per step; "
                 f"spikingjelly/Loihi LIF needs tau > dt (check --source-dt)")
         if not math.isclose(v_leak, v_reset, rel_tol=REL, abs_tol=1e-9):
             raise UnsupportedLayerError(
-                f"{_node_line(name, node)}: v_leak = {v_leak:g} differs from v_reset = {v_reset:g}; "
+                f"{node_line(name, node)}: v_leak = {v_leak:g} differs from v_reset = {v_reset:g}; "
                 f"spikingjelly/Loihi LIF leaks towards its reset value (v_leak = v_reset)")
         tau_sj = 1.0 / (1.0 - a)
         if math.isclose(g, 1.0 - a, rel_tol=REL):
@@ -210,20 +194,20 @@ class _Reader:
             r_c = tau_sj  # decay_input=False: H = V - V/tau + X
         else:
             raise UnsupportedLayerError(
-                f"{_node_line(name, node)}: input gain r*dt/tau = {g:.6g} per step; spikingjelly/Loihi LIF takes "
+                f"{node_line(name, node)}: input gain r*dt/tau = {g:.6g} per step; spikingjelly/Loihi LIF takes "
                 f"1 (r = tau/dt) or dt/tau = {1.0 - a:.6g} (r = 1)")
-        return nir.LIF(tau=_like(node, tau_sj), r=_like(node, r_c), v_leak=_like(node, v_reset),
-                       v_threshold=_like(node, v_th), v_reset=_like(node, v_reset))
+        return nir.LIF(tau=filled(node, "v_threshold", tau_sj), r=filled(node, "v_threshold", r_c), v_leak=filled(node, "v_threshold", v_reset),
+                       v_threshold=filled(node, "v_threshold", v_th), v_reset=filled(node, "v_threshold", v_reset))
 
     def node(self, name: str, node: Any) -> nir.NIRNode:
         if isinstance(node, nir.NIRGraph):
             raise UnsupportedLayerError(
-                f"{_node_line(name, node)} is a nested graph (snnTorch writes RLeaky/RSynaptic so: a recurrent "
+                f"{node_line(name, node)} is a nested graph (snnTorch writes RLeaky/RSynaptic so: a recurrent "
                 f"layer); recurrent layers are not supported; allowed: {ALLOWED}")
         if isinstance(node, PASS_THROUGH):
             return node
         if isinstance(node, nir.LIF):
-            return self.lif(name, node, _uniform(name, node, "tau"), _uniform(name, node, "r"))
+            return self.lif(name, node, uniform(name, node, "tau"), uniform(name, node, "r"))
         if isinstance(node, nir.SumPool2d):
             return _sum_pool(name, node)
         if isinstance(node, nir.CubaLIF):
@@ -231,37 +215,37 @@ class _Reader:
                 # Synaptic's reset 'zero' clears the whole next membrane, that step's input included (a
                 # refractory step); 'subtract' is refused for every snnTorch neuron
                 raise UnsupportedLayerError(
-                    f"{_node_line(name, node)}: snnTorch's Synaptic with reset_mechanism='zero' sets the membrane "
+                    f"{node_line(name, node)}: snnTorch's Synaptic with reset_mechanism='zero' sets the membrane "
                     f"to 0 on the step after a spike, that step's input included, which Loihi 2's CUBA neuron "
                     f"does not do; allowed: Leaky with reset_mechanism='zero'")
-            tau_syn = _uniform(name, node, "tau_syn")
+            tau_syn = uniform(name, node, "tau_syn")
             if self.source == "norse":
                 tau_syn = tau_syn / self.dt
             if not math.isclose(tau_syn, self.dt, rel_tol=REL):
                 cuba = read_cuba(name, node, self.source, self.dt)  # a decaying current: CUBALIFNode
                 if FIRES_ABOVE[self.source]:  # Norse's LIFCell: `>` on its own v, here v/g against v_threshold/g
-                    cuba.v_threshold = _like(cuba, strict_threshold(_uniform(name, cuba, "v_threshold")))
+                    cuba.v_threshold = filled(cuba, "v_threshold", strict_threshold(uniform(name, cuba, "v_threshold")))
                 return cuba
             # tau_syn = dt: the current is w_in*I each step, a LIF with input gain r*w_in
-            r = _uniform(name, node, "r") * _uniform(name, node, "w_in")
-            return self.lif(name, node, _uniform(name, node, "tau_mem"), r)
+            r = uniform(name, node, "r") * uniform(name, node, "w_in")
+            return self.lif(name, node, uniform(name, node, "tau_mem"), r)
         if isinstance(node, nir.IF):
             # Norse's IAF adds its input unscaled whatever dt, and its exporter writes r = 1
-            g = _uniform(name, node, "r") * (1.0 if self.source == "norse" else self.dt)
+            g = uniform(name, node, "r") * (1.0 if self.source == "norse" else self.dt)
             if not math.isclose(g, 1.0, rel_tol=REL):
                 raise UnsupportedLayerError(
-                    f"{_node_line(name, node)}: r*dt = {g:g} per step; spikingjelly/Loihi IF adds its input "
+                    f"{node_line(name, node)}: r*dt = {g:g} per step; spikingjelly/Loihi IF adds its input "
                     f"unscaled (r = 1/dt = {1 / self.dt:g})")
-            th, vr = self.threshold(name, node), _uniform(name, node, "v_reset")
-            return nir.IF(r=_like(node, 1.0), v_threshold=_like(node, th), v_reset=_like(node, vr))
+            th, vr = self.threshold(name, node), uniform(name, node, "v_reset")
+            return nir.IF(r=filled(node, "v_threshold", 1.0), v_threshold=filled(node, "v_threshold", th), v_reset=filled(node, "v_threshold", vr))
         what = "synaptic delays" if type(node).__name__ == "Delay" else "this node type"
-        raise UnsupportedLayerError(f"{_node_line(name, node)}: {what} is not supported; allowed: {ALLOWED}")
+        raise UnsupportedLayerError(f"{node_line(name, node)}: {what} is not supported; allowed: {ALLOWED}")
 
 
 def _sum_pool(name: str, node: nir.SumPool2d) -> nir.SumPool2d:
     """sinabs' SumPool2d is torch's LPPool2d with p = 1, which has no padding."""
     if np.any(np.asarray(node.padding)):
-        raise UnsupportedLayerError(f"{_node_line(name, node)}: padding {np.asarray(node.padding).tolist()} is not "
+        raise UnsupportedLayerError(f"{node_line(name, node)}: padding {np.asarray(node.padding).tolist()} is not "
                                     f"supported; allowed: a sum pool without padding (sinabs' SumPool2d)")
     return node
 
@@ -291,7 +275,7 @@ def _check_readout(graph: nir.NIRGraph) -> None:
         if isinstance(node, OUTPUT_NEURONS) and len(feeding) == 1 and into and all(isinstance(n, CLASSIFIERS) for n in into):
             continue  # a spike-count readout: the class is the argmax of this neuron's spike counts
         raise UnsupportedLayerError(
-            f"{_node_line(a, node)} feeds the Output; allowed: a final Affine, Linear or Conv2d classifier (its "
+            f"{node_line(a, node)} feeds the Output; allowed: a final Affine, Linear or Conv2d classifier (its "
             f"voltage is read out), or one LIF, IF or CubaLIF fed by such a classifier (its spike counts are)")
 
 
