@@ -24,6 +24,7 @@ from neurodistill.models.neurons import NeuronConfig, make_neuron
 from neurodistill.models.registry import create_model
 
 from .test_export_lava import reference
+from .test_nir_in_norse import write as write_norse
 
 
 def cuba(c_decay: float, v_decay: float, th: float) -> nn.Module:
@@ -185,13 +186,8 @@ def _run_read(path, producer, x, T):
     from neurodistill.export.from_nir import nir_source_module
 
     model, _ = nir_source_module(path, producer)
-    seen = []
-    h = [m for m in model.modules() if isinstance(m, neuron.CUBALIFNode)][-1].register_forward_hook(
-        lambda _m, _i, o: seen.append(o.detach()))
-    with torch.no_grad():
-        out = model(x.unsqueeze(0).expand(T, *x.shape).contiguous())
-    h.remove()
-    return seen[0], out.reshape(T, len(x), -1)
+    spikes, out = _last_cuba_spikes(model, x, T)
+    return spikes, out.reshape(T, len(x), -1)
 
 
 def _last_cuba_spikes(model, x, T):
@@ -267,16 +263,6 @@ def norse_run(net, x, T):
             outs.append(out.reshape(len(x), -1))
     h.remove()
     return torch.stack(spikes), torch.stack(outs)
-
-
-def write_norse(net, path):
-    import nir
-    from norse.torch.utils.export_nir import to_nir
-
-    g = to_nir(net, torch.zeros(1, 8, 8))
-    g.infer_types()
-    nir.write(path, g)
-    return path
 
 
 def test_norse_lifcell_is_read_as_norse_computes_it(tmp_path):

@@ -42,16 +42,11 @@ def write(net, path):
     return path
 
 
-def test_sinabs_export_deploys_as_sinabs_runs_it(tmp_path):
-    net = lif_net(1)
-    spiking_weights(net[0], net[3], seed=4)
-    with torch.no_grad():
-        net[0].weight.mul_(5.0)  # sinabs scales the input by 1 - exp(-1/5)
-    path = write(net, tmp_path / "sinabs.nir")
-    x, y = digits()
-    sim = lif_net(len(x))
-    for i in (0, 3):  # the weights; the LIF state buffers have the batch size in their shape
-        sim[i].load_state_dict(net[i].state_dict())
+def run_sinabs(sim, src, weighted, x):
+    """sinabs' own run of `src`'s weights in `sim` (built for len(x) samples: its state buffers have
+    the batch size in their shape): the first neuron layer's spikes and the outputs, (T, N, ...)."""
+    for i in weighted:
+        sim[i].load_state_dict(src[i].state_dict())
     # sinabs' Squeeze layers take (batch*time, ...) with time fastest
     xs = x.unsqueeze(1).expand(len(x), T, *x.shape[1:]).reshape(len(x) * T, *x.shape[1:])
     seen = []
@@ -60,7 +55,17 @@ def test_sinabs_export_deploys_as_sinabs_runs_it(tmp_path):
         outs = sim(xs)
     h.remove()
     to_tb = lambda a: a.reshape(len(x), T, *a.shape[1:]).transpose(0, 1)  # noqa: E731
-    spikes, outs = to_tb(seen[0]), to_tb(outs)
+    return to_tb(seen[0]), to_tb(outs)
+
+
+def test_sinabs_export_deploys_as_sinabs_runs_it(tmp_path):
+    net = lif_net(1)
+    spiking_weights(net[0], net[3], seed=4)
+    with torch.no_grad():
+        net[0].weight.mul_(5.0)  # sinabs scales the input by 1 - exp(-1/5)
+    path = write(net, tmp_path / "sinabs.nir")
+    x, y = digits()
+    spikes, outs = run_sinabs(lif_net(len(x)), net, (0, 3), x)
     check_against_framework(path, "sinabs", x, spikes, outs)
     acc = float((outs.mean(0).argmax(-1) == y).float().mean())
     deploy_and_compare(path, "sinabs", acc, tmp_path, lava_python())
@@ -83,17 +88,7 @@ def test_a_sinabs_sum_pool_deploys_as_sinabs_runs_it(tmp_path):
     spiking_weights(src[0], src[4], seed=6)
     path = write(src, tmp_path / "sinabs.nir")
     x, y = digits()
-    sim = net(len(x))
-    for i in (0, 4):
-        sim[i].load_state_dict(src[i].state_dict())
-    xs = x.unsqueeze(1).expand(len(x), T, *x.shape[1:]).reshape(len(x) * T, *x.shape[1:])
-    seen = []
-    h = sim[1].register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
-    with torch.no_grad():
-        outs = sim(xs)
-    h.remove()
-    to_tb = lambda a: a.reshape(len(x), T, *a.shape[1:]).transpose(0, 1)  # noqa: E731
-    spikes, outs = to_tb(seen[0]), to_tb(outs)
+    spikes, outs = run_sinabs(net(len(x)), src, (0, 4), x)
     check_against_framework(path, "sinabs", x, spikes, outs, neuron="IFNode")
     acc = float((outs.mean(0).argmax(-1) == y).float().mean())
     deploy_and_compare(path, "sinabs", acc, tmp_path, None)
