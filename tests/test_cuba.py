@@ -24,6 +24,7 @@ from neurodistill.models.neurons import NeuronConfig, make_neuron
 from neurodistill.models.registry import create_model
 
 from .test_export_lava import reference
+from .test_nir_in_norse import norse_run
 from .test_nir_in_norse import write as write_norse
 
 
@@ -251,18 +252,6 @@ def norse_cuba_net(tau_syn_inv: float = 500.0, bias: bool = False):
         else:  # Norse's exporter needs a bias tensor; zero keeps the chain (network.net)
             net[2].bias.zero_()
     return net
-
-
-def norse_run(net, x, T):
-    """Norse's own run: spikes of the second LIFCell (T, B, ...) and the outputs (T, B, K)."""
-    spikes, outs, state = [], [], None
-    h = net[3].register_forward_hook(lambda _m, _i, out: spikes.append(out[0].detach()))
-    with torch.no_grad():
-        for _ in range(T):
-            out, state = net(x, state)
-            outs.append(out.reshape(len(x), -1))
-    h.remove()
-    return torch.stack(spikes), torch.stack(outs)
 
 
 def test_norse_lifcell_is_read_as_norse_computes_it(tmp_path):

@@ -38,6 +38,18 @@ def write(net, path):
     return path
 
 
+def norse_run(net, x, T, layer=3):
+    """Norse's own run of a SequentialState: spikes of its module `layer` (T, B, ...) and the outputs (T, B, K)."""
+    spikes, outs, state = [], [], None
+    h = net[layer].register_forward_hook(lambda _m, _i, out: spikes.append(out[0].detach()))
+    with torch.no_grad():
+        for _ in range(T):
+            out, state = net(x, state)
+            outs.append(out.reshape(len(x), -1))
+    h.remove()
+    return torch.stack(spikes), torch.stack(outs)
+
+
 def test_norse_export_deploys_as_norse_runs_it(tmp_path):
     import norse.torch as norse
 
@@ -48,14 +60,7 @@ def test_norse_export_deploys_as_norse_runs_it(tmp_path):
         net[0].weight.mul_(5.0)  # Norse's Euler step divides the input by tau/dt = 5
     path = write(net, tmp_path / "norse.nir")
     x, y = digits()
-    spikes, outs, state = [], [], None
-    h = net[1].register_forward_hook(lambda _m, _i, out: spikes.append(out[0].detach()))
-    with torch.no_grad():
-        for _ in range(T):
-            out, state = net(x, state)
-            outs.append(out.reshape(len(x), -1))
-    h.remove()
-    spikes, outs = torch.stack(spikes), torch.stack(outs)
+    spikes, outs = norse_run(net, x, T, layer=1)
     check_against_framework(path, "norse", x, spikes, outs)
     acc = float((outs.mean(0).argmax(-1) == y).float().mean())
     deploy_and_compare(path, "norse", acc, tmp_path, lava_python())
