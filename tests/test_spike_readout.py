@@ -259,6 +259,44 @@ def test_snntorch_leaky_output_through_the_cli(tmp_path):
         assert sum(int((fxp[k] != lv[k]).sum()) for k in keys) == 0
 
 
+def _cuba_spike_readout_bundle(tmp_path):
+    from neurodistill.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("snn_digits", 10, 1, {"kind": "cuba", "v_threshold": 0.5, "tau_syn": 2.0}, "spikes").eval()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears[-1].bias is None  # a bias into the output's decaying current would need a bias source
+    with torch.no_grad():
+        linears[-1].weight.mul_(6.0)  # an untrained classifier that makes its output neurons fire
+    x = (torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 16).floor()
+    y = torch.arange(16) % 10
+    m = export_module_loihi2(model, (1, 8, 8), x, y, tmp_path / "b", timesteps=T, weight_bits=8)
+    return m, x
+
+
+def test_cuba_spike_readout_is_a_chain(tmp_path):
+    m, _ = _cuba_spike_readout_bundle(tmp_path)
+    assert m["readout"] == "spikes" and m["netx"] is None and (tmp_path / "b" / "network.net").is_file()
+    assert [layer["name"] for layer in m["layers"]][-1] == "output_neuron"
+    assert m["layers"][-1]["neuron_loihi"]["iDecay"] == 2048
+
+
+@pytest.mark.lava
+def test_cuba_spike_readout_runs_in_lava_as_fxp(lava_py, tmp_path):
+    from neurodistill.formats.deploy_h5 import read_graph
+    from neurodistill.sim.run import _lava_spikes
+
+    _, x = _cuba_spike_readout_bundle(tmp_path)
+    graph = read_graph(tmp_path / "b" / "deploy.h5")
+    bias, _ = encoding_bias(graph, encoding_current(graph, x[:6].numpy()))
+    ours = run_fxp(graph, torch.as_tensor(bias), T)
+    lava = _lava_spikes(tmp_path / "b", graph, bias, T + graph.latency_steps, lava_py)
+    assert set(lava["spikes"]) == set(ours["spikes"]) and graph.readout.name in ours["spikes"]
+    for name, s in lava["spikes"].items():
+        assert torch.equal(s, ours["spikes"][name]), (name, int((s != ours["spikes"][name]).sum()))
+    assert ours["spikes"][graph.readout.name].any()
+
+
 def test_default_readout_is_the_voltage():
     from neurodistill.models.registry import create_model
 

@@ -83,6 +83,10 @@ def create_model(
             functional.set_step_mode(model, "m")
         if cfg.kind == "cuba":
             loihi_cuba(model)
+            if readout == "spikes":
+                # the classifier feeds a CUBA neuron too: its bias would build up in a decaying current
+                # (a bias source population on Loihi, and no network.net)
+                [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)][-1].register_parameter("bias", None)
     else:
         model = spec.factory(num_classes=num_classes, in_channels=in_channels)
     model.model_name = name
