@@ -118,6 +118,8 @@ def trained_bundle(tmp_path_factory):
 def test_train_export_simulate_spike_readout(trained_bundle, tmp_path):
     m = json.loads((trained_bundle / "manifest.json").read_text())
     assert m["readout"] == "spikes" and (trained_bundle / "network.net").is_file()
+    res = invoke("inspect", trained_bundle)
+    assert res.exit_code == 0 and "readout: spike counts of the last layer" in res.output
     assert m["accuracy_quantized"] > 0.5 and m["accuracy_float"] > 0.5  # 10 classes: chance is 0.1
     res = invoke("simulate", trained_bundle, "--backend", "fxp", "--samples", 128, "--out", tmp_path / "sim")
     assert res.exit_code == 0, res.output

@@ -35,7 +35,9 @@ def render(bundle: Path) -> str:
     rr = m["resources"]
     est = [k for k, v in rr["limits"].items() if v["estimate"]]
     tail = [
-        f"latency {m['latency_steps']} steps; {m['steps_per_sample']} steps per sample on chip",
+        f"latency {m['latency_steps']} steps; {m['steps_per_sample']} steps per sample on chip"
+        + ("; readout: spike counts of the last layer (argmax, ties to the lowest class)"
+           if m.get("readout") == "spikes" else ""),
         _resources_line(rr, est),
         f"accuracy on {m['calibration_samples']} calibration samples: float {m['accuracy_float']:.4f}, "
         f"quantized (Loihi fixed point) {m['accuracy_quantized']:.4f}",
