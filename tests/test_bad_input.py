@@ -162,8 +162,11 @@ def _set_attr(b: Path, group: str, key: str, value) -> None:
     ("synapses/1", "stride", [1, 1], ("synapse 1", "out_shape", "stride [1, 1]", "gives [8, 8]")),
     ("synapses/2", "source", "nowhere", ("synapse 2", "source", "'nowhere' names no population")),
     ("synapses/1", "target", "input", ("synapse 1", "target", "names no population")),
+    # the readout made a firing population: a spike readout, which the manifest (voltage) contradicts
     ("populations/2", "neuron", {"kind": "lif", "tau": 2.0, "decay_input": True, "v_threshold": 1.0, "v_reset": 0.0},
-     ("readout", "exactly one, the last")),
+     ("manifest.json readout \"voltage\"", "disagrees with deploy.h5's \"spikes\"")),
+    ("populations/1", "neuron", {"kind": "readout", "tau": 2.0, "decay_input": True, "v_threshold": 1.0, "v_reset": 0.0},
+     ("readout populations at [1, 2]", "at most one, the last")),
     ("populations/1", "depth", 3, ("population 1", "depth = 3 disagrees")),
     ("populations/1", "v_th_mant", 2**17, ("v_th_mant = 131072", "0..131071")),
     ("populations/0", "i_decay", -1, ("i_decay = -1", "0..4096")),
