@@ -63,16 +63,6 @@ def reference_rate_neuron(self, node: nn.Module, x: Tensor) -> Tensor:
     return (rate.detach() + xe - xe.detach()).to(x.dtype)
 
 
-def reference_spike_norm(self, bn: nn.Module, x_seq: Tensor, _forward) -> Tensor:
-    """The spike pass's BatchNorm as it was: the module's forward, its statistics taken beforehand
-    by a separate var_mean (a forward pre-hook then)."""
-    if batch_stats(bn):
-        xf = x_seq.float() if x_seq.dtype in (torch.float16, torch.bfloat16) else x_seq
-        var, mean = torch.var_mean(xf, norm_dims(x_seq), unbiased=False)
-        self._push(bn, (mean, var))
-    return _forward(x_seq)
-
-
 def reference_rate_norm(self, bn: nn.Module, x: Tensor, _forward) -> Tensor:
     """RateBackprop._rate_norm as it was."""
     if not batch_stats(bn):
@@ -95,6 +85,5 @@ def use_reference(setattr_=setattr, record=reference_record) -> None:
     """Make the package run rate backprop as before (`setattr_`: e.g. a pytest MonkeyPatch's, to undo it)."""
     setattr_(rate_bp, "neuron_record", record)
     setattr_(rate_bp.RateBackprop, "_rate_neuron", reference_rate_neuron)
-    setattr_(rate_bp.RateBackprop, "_spike_norm", reference_spike_norm)
     setattr_(rate_bp.RateBackprop, "_rate_norm", reference_rate_norm)
     setattr_(rate_bp.RateBackprop, "of", classmethod(lambda cls, model: cls(model)))

@@ -5,15 +5,14 @@ One training iteration is two passes over the same weights, with no change to th
 A. Spike pass, no grad. The input is repeated T times (batch `[T*B]` inside spikingjelly's
    multi-step layers) and the network runs as usual. Every spiking neuron records its firing
    rate `r = mean_t s[t]` and its eligibility `e` (below); every BatchNorm records the mean and
-   1/std of its input over `[T*B, H, W]`, as its own kernel computed them to normalise (its running
-   statistics are updated here, and only here); every max pool records its time-mean output and how often each input position
+   the biased variance of its input over `[T*B, H, W]` (its running statistics are updated here,
+   and only here); every max pool records its time-mean output and how often each input position
    won the max.
 B. Rate pass, with grad, batch `[B]`. The network runs once on the time-mean input, fed as
    `[1, B, ...]`. Convolution, linear, average pooling, flatten and residual adds are linear, so
    they run unchanged on rates. A BatchNorm normalises with the spike-pass statistics as values,
    while its gradient flows through the rate tensor's own batch statistics:
-   `mu = mu_spike + (mu_rate - mu_rate.detach())`, and 1/std is the spike pass's with the gradient
-   of `(var_rate + eps)^(-1/2)` at the spike pass's variance. A neuron returns
+   `mu = mu_spike + (mu_rate - mu_rate.detach())`, the same for the variance. A neuron returns
    `r` as value with gradient `e`: `out = r.detach() + x*e - (x*e).detach()`. A max pool returns
    its recorded time-mean output, with gradient routed to each window's positions weighted by the
    fraction of steps in which they held the max.
@@ -72,7 +71,6 @@ from torch import nn
 
 from ..errors import MethodError
 from .rate_bp_layers import (
-    KeepNormStats,
     batch_stats,
     classify,
     maxpool_selection,
@@ -188,7 +186,7 @@ class RateBackprop:
         Returns the spike-pass logits `(T, B, K)` (no grad).
         """
         self._records = {}
-        with self._patched(self._spike_neuron, self._spike_pool, self._spike_norm):
+        with self._patched(self._spike_neuron, self._spike_pool), self._hooks(norm_pre=self._record_norm):
             return self.model(x_seq)
 
     # --- pass B ------------------------------------------------------------------------------
@@ -228,31 +226,27 @@ class RateBackprop:
         return (rate.detach() + xe - xe.detach()).to(x.dtype)
 
     # --- BatchNorm ---------------------------------------------------------------------------
-    def _spike_norm(self, bn: nn.Module, x_seq: Tensor, _forward) -> Tensor:
-        if not batch_stats(bn):
-            return _forward(x_seq)
-        # The module's own forward, whose batch-norm kernel also hands back the batch mean and 1/std
-        # it normalised with: the statistics come free, where a separate var_mean cost twice the
-        # BatchNorm itself on the CPU (a reduction over every dim but the channel's).
-        with KeepNormStats() as keep:
-            y = _forward(x_seq)
-        self._push(bn, keep.stats)
-        return y
+    def _record_norm(self, bn: nn.Module, args: tuple) -> None:
+        if batch_stats(bn):
+            x = args[0]
+            dims = norm_dims(x)
+            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            var, mean = torch.var_mean(xf, dims, unbiased=False)
+            self._push(bn, (mean, var))
 
     def _rate_norm(self, bn: nn.Module, x: Tensor, _forward) -> Tensor:
         if not batch_stats(bn):
             return _forward(x)  # eval mode: running statistics, the same affine map in both passes
-        mu_s, inv_s = self._pop(bn)
+        mu_s, var_s = self._pop(bn)
         dims = norm_dims(x)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         var_r, mu_r = torch.var_mean(xf, dims, unbiased=False)
-        # Values: the spike-pass statistics. Gradients: through the rate tensor's own statistics,
-        # 1/std's taken at the spike pass's variance: d(var + eps)^(-1/2)/dvar = -(1/std)^3 / 2.
+        # Values: the spike-pass statistics. Gradients: through the rate tensor's own statistics.
         mu = mu_s + (mu_r - mu_r.detach())
-        inv = inv_s - (var_r - var_r.detach()) * (0.5 * inv_s.pow(3))
+        var = var_s + (var_r - var_r.detach())
         shape = [1] * x.dim()
         shape[2] = -1
-        y = (xf - mu.view(shape)) * inv.view(shape)
+        y = (xf - mu.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
         if bn.weight is not None:
             y = y * bn.weight.view(shape) + bn.bias.view(shape)
         return y.to(x.dtype)
@@ -302,6 +296,15 @@ class RateBackprop:
         finally:
             for m, old in reversed(saved):
                 restore_forward(m, old)
+
+    @contextmanager
+    def _hooks(self, norm_pre) -> Iterator[None]:
+        handles = [m.register_forward_pre_hook(norm_pre) for m in self.norms]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
 
 # --- helpers -------------------------------------------------------------------------------------

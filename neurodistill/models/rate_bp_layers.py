@@ -3,18 +3,15 @@ max-pool winners, swapped forwards."""
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from ..errors import MethodError
 
 Tensor = torch.Tensor
-_BN_ARGS = inspect.signature(F.batch_norm)
 
 # Leaf modules that are linear (affine) in their input, so rates pass through them unchanged.
 _LINEAR = (
@@ -73,31 +70,6 @@ def _is_plain_bn(m: nn.Module) -> bool:
     from spikingjelly.activation_based import layer
 
     return type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, layer.BatchNorm1d, layer.BatchNorm2d, layer.BatchNorm3d)
-
-
-class KeepNormStats(TorchFunctionMode):
-    """Within one BatchNorm's forward: its training-mode `F.batch_norm` runs as the kernel that
-    `F.batch_norm` dispatches to (`_batch_norm_impl_index`: the same output, the same running-stat
-    update), and the batch mean and 1/std that kernel normalised with are kept in `stats`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stats: tuple[Tensor, Tensor] | None = None
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is not F.batch_norm:
-            return func(*args, **kwargs)
-        a = _BN_ARGS.bind(*args, **kwargs)
-        a.apply_defaults()
-        p = a.arguments
-        if not p["training"]:
-            return func(*args, **kwargs)
-        out, mean, inv_std, _, _ = torch.ops.aten._batch_norm_impl_index(
-            p["input"], p["weight"], p["bias"], p["running_mean"], p["running_var"], True, p["momentum"], p["eps"],
-            torch.backends.cudnn.enabled)
-        self.stats = (mean, inv_std)
-        return out
 
 
 def batch_stats(bn: nn.Module) -> bool:
