@@ -163,16 +163,10 @@ def quantize_graph(
         else:
             scale = population_scale(theta, weight_bits, weight_max=max(float(np.abs(s.weight).max()) for s in chip_in))
         notes = []
-        w_clip = 0.0
-        for s in chip_in:
-            s.weight_int, c = quantize_weights(s.weight, scale, weight_bits)
-            w_clip = max(w_clip, c)
-        b_int, b_clip = quantize_signed(bias * scale, BIAS_BITS)
-        p.scale, p.i_decay, p.v_decay = scale, i_decay(p), decay
-        # a decaying current leaves v off the multiples of 64 even without a v leak
-        leak = decay or DECAY_UNITY - p.i_decay
-        p.v_th_mant = V_TH_MAX if p.neuron.kind == "readout" else v_th_mant(theta * scale, leak)
-        p.bias_mant = np.zeros(p.shape, np.int64) if is_encoding else b_int.reshape(p.shape)
+        p.i_decay, p.v_decay = i_decay(p), decay
+        w_clip, b_clip = _quantize_at(graph, p, scale, weight_bits, theta)
+        if is_encoding:
+            p.bias_mant = np.zeros(p.shape, np.int64)  # its per-sample current is the bias, set per sample
         if p.neuron.v_reset is None and p.neuron.kind != "readout":
             notes.append("soft reset approximated by Loihi's reset to 0")
         if p.name in moved:
@@ -212,15 +206,22 @@ def rescale_population(graph: DeployGraph, report: LayerReport, scale: float) ->
     the population's behaviour changes only by quantization. Not for the encoding population,
     whose bias is the per-sample host current."""
     p = graph.population(report.name)
+    w_clip, b_clip = _quantize_at(graph, p, scale, report.weight_bits, report.threshold_float)
+    report.scale, report.weight_clipped, report.bias_clipped = scale, w_clip, b_clip
+    report.v_th_mant = int(p.v_th_mant)
+
+
+def _quantize_at(graph: DeployGraph, p: Population, scale: float, weight_bits: int, theta: float) -> tuple[float, float]:
+    """Weights into `p`, its bias and threshold on the integer grid of `scale` (its decays already
+    set); returns the clipped fractions of weights and bias."""
     w_clip = 0.0
     for s in graph.incoming(p.name):
         if not s.host:
-            s.weight_int, c = quantize_weights(s.weight, scale, report.weight_bits)
+            s.weight_int, c = quantize_weights(s.weight, scale, weight_bits)
             w_clip = max(w_clip, c)
     b_int, b_clip = quantize_signed(graph.biases[p.name] * scale, BIAS_BITS)
     p.scale, p.bias_mant = scale, b_int.reshape(p.shape)
-    if p.neuron.kind != "readout":
-        # as quantize_graph: a decaying current leaves v off the multiples of 64 like a v leak
-        p.v_th_mant = v_th_mant(report.threshold_float * scale, p.v_decay or DECAY_UNITY - p.i_decay)
-    report.scale, report.weight_clipped, report.bias_clipped = scale, w_clip, b_clip
-    report.v_th_mant = int(p.v_th_mant)
+    # a decaying current leaves v off the multiples of 64 even without a v leak
+    leak = p.v_decay or DECAY_UNITY - p.i_decay
+    p.v_th_mant = V_TH_MAX if p.neuron.kind == "readout" else v_th_mant(theta * scale, leak)
+    return w_clip, b_clip
